@@ -1,0 +1,1 @@
+"""Prompt templates, security policy and output schema shipped with secreview."""

@@ -1,0 +1,1 @@
+"""Celery application, tasks and the orchestration they call."""
