@@ -1,0 +1,184 @@
+"""The ``secreview`` command: review a diff, scan a repository, run the App's processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot import __version__, engine, render
+from bot.config import Settings
+from bot.errors import ConfigError, SecreviewError, UsageError
+from bot.findings import SEVERITY_RANK, ReviewResult, at_or_above
+from bot.llm import Usage
+from bot.prompts import PRContext, RepoContext
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+FORMATS = ("json", "sarif", "markdown")
+LEVELS = (*SEVERITY_RANK, "none")
+
+log = logging.getLogger("secreview")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar (DESIGN.md §3)."""
+    parser = _Parser(prog="secreview", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"secreview {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    review = sub.add_parser("review", help="review a diff for security vulnerabilities")
+    review.add_argument("--diff", required=True, help="diff file, or - for standard input")
+    review.add_argument("--repo", help="local checkout: repository context and config")
+    review.add_argument("--title", default="", help="pull request title (context)")
+    review.add_argument("--description", default="", help="pull request description (context)")
+    _report_options(review)
+    review.set_defaults(func=cmd_review)
+    return parser
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, default="markdown", help="report format")
+    p.add_argument("--output", "-o", help="write the report here instead of standard output")
+    p.add_argument(
+        "--fail-on",
+        choices=LEVELS,
+        help="exit 1 when a finding is at or above this severity (default: the repo config's "
+        "fail_on, else high)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on standard error")
+
+
+def _read_diff(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read diff {source!r}: {exc.strerror}") from None
+
+
+def _repo_setup(path: str | None) -> tuple[RepoContext, RepoConfig]:
+    if path is None:
+        return RepoContext(), RepoConfig()
+    from bot.context import local_repo_context
+
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"--repo {path!r} is not a directory")
+    config_file = root / CONFIG_PATH
+    config = parse_repo_config(config_file.read_bytes() if config_file.is_file() else None)
+    return local_repo_context(root, instructions=config.instructions), config
+
+
+def progress_printer(stream: TextIO, quiet: bool) -> engine.Progress | None:
+    """A progress callback: a rewriting bar on a terminal, one line per step otherwise."""
+    if quiet:
+        return None
+    tty = stream.isatty()
+
+    def show(done: int, total: int, usage: Usage) -> None:
+        share = usage.cached_tokens / usage.prompt_tokens if usage.prompt_tokens else 0.0
+        width = 24
+        filled = int(width * done / total) if total else width
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} units  "
+            f"{usage.prompt_tokens:,} prompt tokens  {share:.0%} cached"
+        )
+        stream.write(f"\r{line}" if tty else f"{line}\n")
+        if tty and done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def write_report(result: ReviewResult, fmt: str, output: str | None) -> None:
+    """Render ``result`` in ``fmt`` to ``output`` (a path) or standard output."""
+    if fmt == "json":
+        text = json.dumps(render.report_json(result), indent=2) + "\n"
+    elif fmt == "sarif":
+        text = json.dumps(render.report_sarif(result), indent=2) + "\n"
+    else:
+        text = render.report_markdown(result)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output!r}: {exc.strerror}") from None
+
+
+def exit_status(result: ReviewResult, level: str) -> int:
+    """0, or 1 when a finding is at or above ``level``; 2 when the review is incomplete."""
+    if level != "none" and at_or_above(result.findings, level):
+        return EXIT_FINDINGS
+    if result.failed_units:
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    """``secreview review``: review one diff and write a report."""
+    settings.require_model()
+    diff_bytes = _read_diff(args.diff)
+    repo, config = _repo_setup(args.repo)
+    plan = engine.plan_review(
+        diff_bytes,
+        repo=repo,
+        pr=PRContext(title=args.title, body=args.description) if args.title else None,
+        rules=config.filter_rules,
+        budget_tokens=settings.unit_token_budget,
+        max_units=settings.max_units,
+    )
+    from bot.llm import create_backend
+
+    backend = create_backend(settings)
+    result = engine.execute(
+        plan,
+        backend,
+        progress=progress_printer(sys.stderr, args.quiet),
+        min_confidence=config.min_confidence,
+    )
+    write_report(result, args.format, args.output)
+    _warn_incomplete(result)
+    return exit_status(result, args.fail_on or config.fail_on)
+
+
+def _warn_incomplete(result: ReviewResult) -> None:
+    for skip in result.failed_units:
+        sys.stderr.write(f"secreview: warning: not reviewed: {skip.path} ({skip.reason})\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``secreview`` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        settings = Settings.from_env()
+        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        func: Callable[[argparse.Namespace, Settings], int] = args.func
+        return func(args, settings)
+    except (ConfigError, UsageError) as exc:
+        sys.stderr.write(f"secreview: error: {exc}\n")
+        return EXIT_USAGE
+    except SecreviewError as exc:
+        sys.stderr.write(f"secreview: error: {exc} ({exc.reason})\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("secreview: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

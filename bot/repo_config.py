@@ -1,0 +1,173 @@
+"""``.github/secreview.yml`` from the base branch, parsed into a frozen, allowlisted RepoConfig."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from bot.diff import FilterRules
+from bot.errors import ConfigError
+from bot.findings import SEVERITY_RANK
+
+CONFIG_PATH = ".github/secreview.yml"
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_INSTRUCTIONS_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A fingerprint the maintainers ignored or accepted as a risk (until a date, if given)."""
+
+    fingerprint: str
+    reason: str
+    until: dt.date | None = None
+
+    def active(self, today: dt.date) -> bool:
+        """Whether the suppression still applies on ``today`` (expired acceptances come back)."""
+        return self.until is None or today <= self.until
+
+
+@dataclass(frozen=True, slots=True)
+class RepoConfig:
+    """The repository's review settings; unknown keys are rejected so typos are visible."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    instructions: str = ""
+    fail_on: str = "high"
+    comment_threshold: str = "low"
+    review_drafts: bool = False
+    max_inline_comments: int = 30
+    max_cost_usd: float | None = None
+    verify: bool = False
+    min_confidence: float = 0.5
+    suppressions: tuple[Suppression, ...] = ()
+
+    @property
+    def filter_rules(self) -> FilterRules:
+        """Include/exclude globs for the diff filter."""
+        return FilterRules(include=self.include, exclude=self.exclude)
+
+    def suppressed(self, fingerprint: str, today: dt.date | None = None) -> Suppression | None:
+        """The active suppression for ``fingerprint``, if any."""
+        day = today or dt.date.today()
+        for item in self.suppressions:
+            if item.fingerprint == fingerprint and item.active(day):
+                return item
+        return None
+
+
+_ALLOWED = {
+    "include",
+    "exclude",
+    "instructions",
+    "fail_on",
+    "comment_threshold",
+    "review_drafts",
+    "max_inline_comments",
+    "max_cost_usd",
+    "verify",
+    "min_confidence",
+    "ignore",
+    "accept_risk",
+}
+
+
+def _globs(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{CONFIG_PATH}: {key} must be a list of glob strings")
+    return tuple(value)
+
+
+def _severity(value: Any, key: str, default: str) -> str:
+    if value is None:
+        return default
+    text = str(value).lower()
+    if text not in SEVERITY_RANK and text != "none":
+        raise ConfigError(f"{CONFIG_PATH}: {key} must be critical, high, medium, low or none")
+    return text
+
+
+def _number(value: Any, key: str, kind: type, low: float, high: float) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{CONFIG_PATH}: {key} must be a number")
+    if not low <= value <= high:
+        raise ConfigError(f"{CONFIG_PATH}: {key} must be between {low} and {high}")
+    return kind(value)
+
+
+def _suppressions(data: Mapping[str, Any]) -> tuple[Suppression, ...]:
+    items: list[Suppression] = []
+    for key, dated in (("ignore", False), ("accept_risk", True)):
+        entries = data.get(key) or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{CONFIG_PATH}: {key} must be a list")
+        for entry in entries:
+            items.append(_suppression(entry, key, dated))
+    return tuple(items)
+
+
+def _suppression(entry: Any, key: str, dated: bool) -> Suppression:
+    if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str):
+        raise ConfigError(f"{CONFIG_PATH}: each {key} entry needs a fingerprint")
+    until = entry.get("until")
+    if dated and not isinstance(until, dt.date):
+        raise ConfigError(f"{CONFIG_PATH}: accept_risk entries need until: YYYY-MM-DD")
+    return Suppression(
+        fingerprint=entry["fingerprint"],
+        reason=str(entry.get("reason", "")),
+        until=until if dated else None,
+    )
+
+
+def parse_repo_config(text: str | bytes | None) -> RepoConfig:
+    """Parse the config file's text; None or empty gives the defaults; bad content → ConfigError."""
+    if not text:
+        return RepoConfig()
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{CONFIG_PATH} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{CONFIG_PATH} is not valid YAML: {exc}".splitlines()[0]) from None
+    if data is None:
+        return RepoConfig()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{CONFIG_PATH} must be a mapping of settings")
+    unknown = sorted(set(map(str, data)) - _ALLOWED)
+    if unknown:
+        raise ConfigError(f"{CONFIG_PATH}: unknown setting(s): {', '.join(unknown)}")
+    return _build(data)
+
+
+def _build(data: Mapping[str, Any]) -> RepoConfig:
+    defaults = RepoConfig()
+    instructions = data.get("instructions") or ""
+    if not isinstance(instructions, str):
+        raise ConfigError(f"{CONFIG_PATH}: instructions must be text")
+    max_cost = data.get("max_cost_usd")
+    return RepoConfig(
+        include=_globs(data.get("include"), "include"),
+        exclude=_globs(data.get("exclude"), "exclude"),
+        instructions=instructions.strip()[:MAX_INSTRUCTIONS_CHARS],
+        fail_on=_severity(data.get("fail_on"), "fail_on", defaults.fail_on),
+        comment_threshold=_severity(
+            data.get("comment_threshold"), "comment_threshold", defaults.comment_threshold
+        ),
+        review_drafts=bool(data.get("review_drafts", False)),
+        max_inline_comments=_number(
+            data.get("max_inline_comments", 30), "max_inline_comments", int, 0, 30
+        ),
+        max_cost_usd=None if max_cost is None else _number(max_cost, "max_cost_usd", float, 0, 1e6),
+        verify=bool(data.get("verify", False)),
+        min_confidence=_number(data.get("min_confidence", 0.5), "min_confidence", float, 0, 1),
+        suppressions=_suppressions(data),
+    )

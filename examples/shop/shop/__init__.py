@@ -1,0 +1,1 @@
+"""A small example shop used to demonstrate secreview."""

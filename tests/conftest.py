@@ -1,0 +1,35 @@
+"""Shared fixtures: the real Redis on loopback (own database, flushed), repository paths."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_REDIS_URL = os.environ.get("SECREVIEW_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's real credentials or model settings."""
+    for name in list(os.environ):
+        if name.startswith(("GITHUB_", "CLOUDFLARE_", "OPENAI_", "SECREVIEW_", "WORKERS_AI_")):
+            if name != "SECREVIEW_UPDATE_GOLDEN":
+                monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real Redis database for one test, empty before and after."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    try:
+        yield TEST_REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
