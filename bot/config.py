@@ -67,7 +67,9 @@ def _private_key(env: Mapping[str, str]) -> str | None:
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"GITHUB_PRIVATE_KEY_PATH {path!r} cannot be read: {exc.strerror}") from None
+        raise ConfigError(
+            f"GITHUB_PRIVATE_KEY_PATH {path!r} cannot be read: {exc.strerror}"
+        ) from None
 
 
 def _backend(env: Mapping[str, str]) -> Backend | None:

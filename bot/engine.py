@@ -64,12 +64,16 @@ class UnitOutcome:
         return self.error is not None and self.error.startswith(INVALID_OUTPUT)
 
 
+_NO_RULES = FilterRules()
+_NO_USAGE = Usage()
+
+
 def plan_review(
     diff_text: str | bytes,
     *,
     repo: RepoContext,
     pr: PRContext | None = None,
-    rules: FilterRules = FilterRules(),
+    rules: FilterRules = _NO_RULES,
     budget_tokens: int = 12_000,
     max_units: int | None = None,
     installation: int | str = "local",
@@ -113,9 +117,7 @@ def plan_files(
     analyzers = finalize(list(secret_findings) + list(extra_findings), by_path)
     prefix = prompts.build_prefix(repo)
     affinity = prompts.affinity_key(installation, repo.repo, prefix.sha256, _kind(kind))
-    requests = tuple(
-        _request(prefix, unit, pr, analyzers, max_tokens) for unit in split.units
-    )
+    requests = tuple(_request(prefix, unit, pr, analyzers, max_tokens) for unit in split.units)
     unit_paths = {p for u in split.units for p in u.paths}
     return ReviewPlan(
         prefix=prefix,
@@ -184,9 +186,7 @@ def finalize(findings: Iterable[Finding], files: Mapping[str, ChangedFile]) -> l
     return out
 
 
-def evaluate(
-    plan: ReviewPlan, result: ModelResult, *, min_confidence: float = 0.0
-) -> UnitOutcome:
+def evaluate(plan: ReviewPlan, result: ModelResult, *, min_confidence: float = 0.0) -> UnitOutcome:
     """Validate one model result and place its findings on the unit's diff."""
     unit_id = result.external_reference
     if result.error is not None or result.content is None:
@@ -213,7 +213,7 @@ def assemble(
     outcomes: Iterable[UnitOutcome],
     *,
     model: str | None,
-    extra_usage: Usage = Usage(),
+    extra_usage: Usage = _NO_USAGE,
 ) -> ReviewResult:
     """Merge per-unit outcomes and analyzer findings into the final, deduplicated result."""
     outcomes = list(outcomes)
@@ -320,7 +320,9 @@ class _Driver:
                 self._advance(len(chunk), total)
                 return list(status.results)
             if time.monotonic() - started > self.deadline_s:
-                return [ModelResult(ref, None, error="model_timeout: batch deadline") for ref in refs]
+                return [
+                    ModelResult(ref, None, error="model_timeout: batch deadline") for ref in refs
+                ]
             self.sleep(interval)
             interval = min(interval * 1.5, 30.0)
 

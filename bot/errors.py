@@ -1,19 +1,19 @@
 """The exception tree of secreview; every error carries a ``reason`` used in logs and metrics.
 
-    SecreviewError
-    ├── ConfigError             configuration missing or invalid (CLI exit 2)
-    ├── UsageError              bad input from a user (CLI exit 2)
-    ├── DiffError               a diff that cannot be parsed at all
-    ├── InvalidSignature        webhook signature missing or wrong (HTTP 401)
-    ├── GitHubError             GitHub API failure
-    │   └── RateLimited         primary or secondary rate limit; carries ``retry_after``
-    └── ModelError              model API failure
-        ├── ModelCapacity       3040 out of capacity: retry with backoff
-        ├── ModelQuotaExceeded  3036 daily quota used up: stop and report
-        ├── ModelTimeout        3007 or a transport timeout: retry
-        ├── PayloadTooLarge     3006 / HTTP 413: split and resubmit
-        ├── ModelUnavailable    5007 / 3042 unknown model, 5035 plan required: configuration
-        └── InvalidModelOutput  output that fails the findings schema
+SecreviewError
+├── ConfigError             configuration missing or invalid (CLI exit 2)
+├── UsageError              bad input from a user (CLI exit 2)
+├── DiffError               a diff that cannot be parsed at all
+├── InvalidSignature        webhook signature missing or wrong (HTTP 401)
+├── GitHubError             GitHub API failure
+│   └── RateLimited         primary or secondary rate limit; carries ``retry_after``
+└── ModelError              model API failure
+    ├── ModelCapacity       3040 out of capacity: retry with backoff
+    ├── ModelQuotaExceeded  3036 daily quota used up: stop and report
+    ├── ModelTimeout        3007 or a transport timeout: retry
+    ├── PayloadTooLarge     3006 / HTTP 413: split and resubmit
+    ├── ModelUnavailable    5007 / 3042 unknown model, 5035 plan required: configuration
+    └── InvalidModelOutput  output that fails the findings schema
 """
 
 from __future__ import annotations

@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.resources
+import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
-from bot.diff import ChangedFile, ReviewUnit, Side, Skip
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from bot.diff import ChangedFile, ReviewUnit, Side, Skip, line_map
+from bot.errors import InvalidModelOutput
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 SEVERITY_RANK: Mapping[str, int] = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 Source = Literal["model", "secrets", "bandit"]
 
+PATH_NOT_IN_UNIT = "path not in reviewed unit"
+EVIDENCE_NOT_FOUND = "evidence not found in diff"
+BELOW_THRESHOLD = "below confidence threshold"
+
+# Partial-line citations shorter than this could match almost anywhere ("=", "x"), so a
+# fragment must be this long unless it is a whole line.
+_MIN_FRAGMENT = 6
+_FENCED = re.compile(r"\A```[ \t]*(?:json)?[ \t]*\n(?P<body>.*)\n[ \t]*```\Z", re.DOTALL | re.I)
+_WHITESPACE = re.compile(r"\s+")
+# The report's field order: the model-output fields of DESIGN.md §3 first, then ours.
+_JSON_FIELDS = (
+    "path", "line", "start_line", "severity", "cwe", "title", "description", "exploit_scenario",
+    "recommendation", "confidence", "evidence", "suggestion", "fingerprint", "source", "rule",
+    "on_diff", "side", "unit",
+)  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One security finding, placed on the new file; ``on_diff`` means it can be commented inline."""
+    """One security finding placed on the new file; ``on_diff``: it can be commented inline."""
 
     path: str
     line: int
@@ -35,10 +60,11 @@ class Finding:
     side: Side = "RIGHT"
     on_diff: bool = True
     unit: str | None = None
+    rule: str | None = None  # an analyzer's own rule id (bandit's "B602"); None for the model
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md §3 report shape of this finding."""
-        return asdict(self)
+        """The DESIGN.md §3 report shape of this finding (model-output fields first)."""
+        return {name: getattr(self, name) for name in _JSON_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +113,247 @@ class ReviewResult:
     model: str | None = None
 
 
+# --- schema validation -------------------------------------------------------------------
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    text = (importlib.resources.files("prompts") / "findings.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _unfence(content: str) -> str:
+    """The text inside one surrounding ```json fence, or the stripped text if it has none."""
+    text = content.strip()
+    if not text.startswith("```"):
+        return text
+    match = _FENCED.match(text)
+    if match is None:
+        raise InvalidModelOutput("not JSON: unterminated or malformed code fence")
+    return match.group("body")
+
+
+def _where(error: ValidationError) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"${path}"
+
+
+def _describe(error: ValidationError) -> str:
+    """A short message for one schema error that never quotes a large part of the output."""
+    if error.validator == "type":
+        got = type(error.instance).__name__
+        return f"{_where(error)}: expected {error.validator_value}, got {got}"
+    message = error.message if len(error.message) <= 160 else error.message[:157] + "..."
+    return f"{_where(error)}: {message}"
+
+
+_FIRST = {"type": 0, "required": 1}  # at one location, name the most basic problem first
+
+
+def _path_key(error: ValidationError) -> tuple[tuple[tuple[int, int | str], ...], int]:
+    path = tuple((0, p) if isinstance(p, int) else (1, str(p)) for p in error.absolute_path)
+    return path, _FIRST.get(str(error.validator), 2)
+
+
 def parse_model_output(content: str) -> list[dict[str, Any]]:
     """Validate raw model output against prompts/findings.schema.json; InvalidModelOutput if not."""
-    raise NotImplementedError
+    text = _unfence(content)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidModelOutput(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    errors = sorted(_validator().iter_errors(data), key=_path_key)
+    if errors:
+        raise InvalidModelOutput(f"schema: {_describe(errors[0])}")
+    return list(data["findings"])
+
+
+# --- fingerprints ------------------------------------------------------------------------
+
+
+def _normalize_line(text: str) -> str:
+    squashed = _WHITESPACE.sub(" ", text).strip()
+    if squashed[:1] in ("+", "-"):
+        squashed = squashed[1:].lstrip()
+    return squashed
+
+
+def normalize_evidence(text: str) -> str:
+    """Evidence as one line: whitespace runs collapsed, diff markers the model copied dropped."""
+    lines = (_normalize_line(ln) for ln in text.splitlines())
+    return " ".join(ln for ln in lines if ln)
 
 
 def fingerprint(cwe: str, path: str, evidence: str) -> str:
-    """A stable id that survives the code moving within the file: CWE + path + normalized evidence."""
-    raise NotImplementedError
+    """A stable id that survives code moving within the file: CWE + path + normalized evidence."""
+    material = "\0".join((cwe.strip().upper(), path, normalize_evidence(evidence)))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
+
+
+# --- placement ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    first: int
+    last: int
+    text: str  # the matched new-file lines, verbatim
+
+
+def _runs(unit: ReviewUnit, path: str) -> list[list[tuple[int, str]]]:
+    """The unit's new-side lines of ``path`` as runs of consecutive new-file line numbers."""
+    lines: dict[int, str] = {}
+    for seg in unit.segments:
+        if seg.path != path:
+            continue
+        for hunk in seg.hunks:
+            for ln in hunk.lines:
+                if ln.new_lineno is not None:
+                    lines[ln.new_lineno] = ln.text
+    runs: list[list[tuple[int, str]]] = []
+    for number in sorted(lines):
+        if not runs or runs[-1][-1][0] != number - 1:
+            runs.append([])
+        runs[-1].append((number, lines[number]))
+    return runs
+
+
+def _cites(ev: tuple[str, ...], line: str, how: str) -> bool:
+    """Whether one evidence line (in any of its variants) cites ``line`` whole or ``how``-partly."""
+    for variant in ev:
+        if variant == line:
+            return True
+        if len(variant) < _MIN_FRAGMENT:
+            continue
+        if (how == "in" and variant in line) or (how == "end" and line.endswith(variant)):
+            return True
+        if how == "start" and line.startswith(variant):
+            return True
+    return False
+
+
+def _window_matches(evidence: Sequence[tuple[str, ...]], window: Sequence[str]) -> bool:
+    """Whether ``evidence`` lines are a contiguous citation of ``window`` (ends may be partial)."""
+    if len(evidence) == 1:
+        return _cites(evidence[0], window[0], "in")
+    middle = all(
+        _cites(ev, ln, "whole") for ev, ln in zip(evidence[1:-1], window[1:-1], strict=True)
+    )
+    return (
+        middle
+        and _cites(evidence[0], window[0], "end")
+        and _cites(evidence[-1], window[-1], "start")
+    )
+
+
+def _variants(line: str) -> tuple[str, ...]:
+    """An evidence line as written and without a copied diff marker (YAML's "- " is real code)."""
+    squashed = _WHITESPACE.sub(" ", line).strip()
+    stripped = _normalize_line(line)
+    return (squashed,) if stripped == squashed else (squashed, stripped)
+
+
+def _find_evidence(evidence: str, runs: Sequence[Sequence[tuple[int, str]]]) -> list[_Match]:
+    """Every place the evidence lines occur as consecutive non-blank new-side lines."""
+    wanted = [_variants(ln) for ln in evidence.splitlines() if _normalize_line(ln)]
+    if not wanted:
+        return []
+    matches = []
+    for run in runs:
+        # Blank lines are transparent: models drop them when citing code.
+        kept = [(no, _WHITESPACE.sub(" ", text).strip()) for no, text in run]
+        kept = [(no, norm) for no, norm in kept if norm]
+        norms = [norm for _, norm in kept]
+        for i in range(len(kept) - len(wanted) + 1):
+            if _window_matches(wanted, norms[i : i + len(wanted)]):
+                first, last = kept[i][0], kept[i + len(wanted) - 1][0]
+                text = "\n".join(t for no, t in run if first <= no <= last)
+                matches.append(_Match(first, last, text))
+    return matches
+
+
+def _best(matches: Sequence[_Match], start: int, line: int) -> _Match:
+    """The match overlapping the model's lines, else the nearest one, else the earliest."""
+
+    def distance(m: _Match) -> int:
+        if m.last < start:
+            return start - m.last
+        if m.first > line:
+            return m.first - line
+        return 0
+
+    return min(matches, key=lambda m: (distance(m), m.first))
+
+
+def _anchor(match: _Match, start: int, line: int, known: set[int]) -> tuple[int | None, int]:
+    """(start_line, line): the model's range if it holds the match, else the matched lines."""
+    if start <= match.first and match.last <= line and start in known and line in known:
+        return (start if start != line else None), line
+    return (match.first if match.first != match.last else None), match.last
+
+
+def _commentable(
+    file: ChangedFile | None, line: int, start_line: int | None
+) -> tuple[bool, int | None]:
+    """(on_diff, start_line): a range across hunks becomes a one-line comment rather than a 422."""
+    if file is None:
+        return False, start_line
+    lines = line_map(file)
+    if not lines.can_comment(line, "RIGHT"):
+        return False, start_line
+    if start_line is not None and not lines.can_comment(line, "RIGHT", start_line):
+        return True, None
+    return True, start_line
+
+
+def _place_one(
+    raw: Mapping[str, Any],
+    unit: ReviewUnit,
+    files: Mapping[str, ChangedFile],
+    source: Source,
+) -> Finding | str:
+    """A placed Finding, or the reason it was rejected."""
+    path = str(raw["path"])
+    if path not in unit.paths:
+        return PATH_NOT_IN_UNIT
+    runs = _runs(unit, path)
+    claimed_line = int(raw["line"])
+    claimed_start = int(raw["start_line"]) if raw.get("start_line") is not None else None
+    start = min(claimed_start or claimed_line, claimed_line)
+    matches = _find_evidence(str(raw["evidence"]), runs)
+    if not matches:
+        return EVIDENCE_NOT_FOUND
+    match = _best(matches, start, claimed_line)
+    known = {no for run in runs for no, _ in run}
+    start_line, line = _anchor(match, start, claimed_line, known)
+    on_diff, start_line = _commentable(files.get(path), line, start_line)
+    # A suggestion replaces exactly the commented lines: keep it only where those are the
+    # lines the model wrote it for, or applying it would corrupt the file.
+    same_range = (start_line or line, line) == (claimed_start or claimed_line, claimed_line)
+    suggestion = raw.get("suggestion") if on_diff and same_range else None
+    cwe = str(raw["cwe"]).strip().upper()
+    return Finding(
+        path=path,
+        line=line,
+        start_line=start_line,
+        severity=cast(Severity, str(raw["severity"]).strip().lower()),
+        cwe=cwe,
+        title=str(raw["title"]).strip(),
+        description=str(raw["description"]).strip(),
+        exploit_scenario=str(raw["exploit_scenario"]).strip(),
+        recommendation=str(raw["recommendation"]).strip(),
+        confidence=float(raw["confidence"]),
+        evidence=match.text,
+        suggestion=str(suggestion) if suggestion is not None else None,
+        source=source,
+        fingerprint=fingerprint(cwe, path, match.text),
+        side="RIGHT",
+        on_diff=on_diff,
+        unit=unit.id,
+    )
 
 
 def place_findings(
@@ -102,16 +361,66 @@ def place_findings(
     unit: ReviewUnit,
     files: Mapping[str, ChangedFile],
     source: Source = "model",
+    *,
+    confidence_floor: float = 0.0,
 ) -> tuple[list[Finding], list[Rejection]]:
-    """Check each raw finding's evidence against the unit's new-file lines and place it."""
-    raise NotImplementedError
+    """Check each raw finding's evidence against the unit's new-file lines and place it.
+
+    The evidence must occur on the new side of the file within the unit; line numbers are
+    re-anchored to where it does occur. ``evidence`` becomes the verbatim diff lines that were
+    matched, and the fingerprint is computed over them.
+    """
+    placed: list[Finding] = []
+    rejected: list[Rejection] = []
+    for item in raw:
+        outcome = _place_one(item, unit, files, source)
+        if isinstance(outcome, Finding) and outcome.confidence < confidence_floor:
+            outcome = BELOW_THRESHOLD
+        if isinstance(outcome, Finding):
+            placed.append(outcome)
+        else:
+            title, path = str(item.get("title", "")), str(item.get("path", ""))
+            rejected.append(Rejection(unit.id, outcome, title=title, path=path))
+    return placed, rejected
+
+
+# --- dedupe and gate ---------------------------------------------------------------------
+
+
+def _order(f: Finding) -> tuple[int, str, int, str, str]:
+    return (-SEVERITY_RANK[f.severity], f.path, f.line, f.cwe, f.fingerprint)
 
 
 def dedupe(findings: Iterable[Finding]) -> list[Finding]:
     """One finding per fingerprint (the most severe, then the most confident), stably sorted."""
-    raise NotImplementedError
+    best: dict[str, Finding] = {}
+    for f in findings:
+        key = f.fingerprint or fingerprint(f.cwe, f.path, f.evidence)
+        kept = best.get(key)
+        if kept is None or _preference(f) < _preference(kept):
+            best[key] = f
+    return sorted(best.values(), key=_order)
+
+
+def _preference(f: Finding) -> tuple[int, float, int]:
+    return (-SEVERITY_RANK[f.severity], -f.confidence, f.line)
+
+
+def _rank(level: str) -> int:
+    rank = SEVERITY_RANK.get(level.strip().lower())
+    if rank is None:
+        raise ValueError(f"unknown severity level {level!r}; expected one of {SEVERITIES}")
+    return rank
 
 
 def at_or_above(findings: Iterable[Finding], level: str) -> list[Finding]:
     """Findings whose severity is ``level`` or worse."""
-    raise NotImplementedError
+    floor = _rank(level)
+    return [f for f in findings if SEVERITY_RANK[f.severity] >= floor]
+
+
+def gate_exceeded(findings: Iterable[Finding], level: str) -> bool:
+    """Whether any finding is at or above ``level``; ``none`` never trips the gate."""
+    if level.strip().lower() == "none":
+        return False
+    return bool(at_or_above(findings, level))

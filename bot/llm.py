@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
+
+import httpx
+
+from bot.config import DEFAULT_WORKERS_AI_BASE_URL, Settings
+from bot.errors import ModelError, ModelTimeout, PayloadTooLarge
+from bot.llm_errors import batch_error, errors_of, map_error, scrub
+
+log = logging.getLogger(__name__)
+
+# Cloudflare: "Ensure that the total payload is under 10 MB" (Workers AI, Asynchronous Batch API).
+MAX_BATCH_BYTES = 10_000_000
+# httpx's 5 s default is far too short for a model that may think for a minute.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 30.0
+PENDING_STATUSES = frozenset({"queued", "running"})
+_RNG = random.Random()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +66,16 @@ class ModelResult:
 
 @dataclass(frozen=True, slots=True)
 class BatchStatus:
-    """A poll of an async batch: still ``queued``/``running``, or done with every result."""
+    """A poll of an async batch: still ``queued``/``running``, or done with every result.
+
+    ``usage`` is the batch total: the sum of the results, or the batch's own top-level ``usage``
+    when the individual results carried none.
+    """
 
     request_id: str
     status: str
     results: tuple[ModelResult, ...] = ()
+    usage: Usage = Usage()
 
     @property
     def done(self) -> bool:
@@ -71,11 +97,402 @@ class ModelBackend(Protocol):
     ) -> BatchStatus: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input: float
+    cached_input: float
+    output: float
+
+
+# Workers AI pricing page (2026), per million tokens.
+PRICES: Mapping[str, Price] = {
+    "@cf/moonshotai/kimi-k2.5": Price(0.60, 0.10, 3.00),
+    "@cf/moonshotai/kimi-k2.6": Price(0.95, 0.16, 4.00),
+    "@cf/moonshotai/kimi-k2.7-code": Price(0.95, 0.19, 4.00),
+}
+
+
+def price_known(model: str) -> bool:
+    """Whether ``cost_usd`` knows the price of ``model`` (unknown models cost 0.0)."""
+    return model in PRICES
+
+
 def cost_usd(model: str, usage: Usage) -> float:
     """Price of ``usage`` on ``model`` in US dollars (cached input billed at its own rate)."""
-    raise NotImplementedError
+    price = PRICES.get(model)
+    if price is None:
+        return 0.0
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    uncached = usage.prompt_tokens - cached
+    total = uncached * price.input + cached * price.cached_input
+    return (total + usage.completion_tokens * price.output) / 1_000_000
 
 
 def request_body(request: ModelRequest, response_format: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON input of one chat request (shared by run, batch and OpenAI-compatible)."""
-    raise NotImplementedError
+    body: dict[str, Any] = {
+        "messages": [dict(m) for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    }
+    if response_format:
+        body["response_format"] = dict(response_format)
+    return body
+
+
+def _dumps(payload: Any) -> bytes:
+    # Serialised once, by us, so the size we check is exactly the size we send.
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _batch_payload(
+    requests: Sequence[ModelRequest], response_format: Mapping[str, Any]
+) -> dict[str, Any]:
+    items = [
+        {**request_body(r, response_format), "external_reference": r.external_reference}
+        for r in requests
+    ]
+    return {"requests": items}
+
+
+def batch_payload_size(requests: Sequence[ModelRequest], response_format: Mapping[str, Any]) -> int:
+    """Bytes of the async-batch body for ``requests``, as ``submit_batch`` would send it."""
+    return len(_dumps(_batch_payload(requests, response_format)))
+
+
+def parse_usage(raw: Any) -> Usage:
+    """A chat.completion ``usage`` object; cached tokens from ``prompt_tokens_details``."""
+    if not isinstance(raw, Mapping):
+        return Usage()
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return Usage(
+        _count(raw.get("prompt_tokens")), _count(cached), _count(raw.get("completion_tokens"))
+    )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def parse_completion(result: Any) -> tuple[str | None, Usage]:
+    """Content and usage of a chat.completion (or of a legacy ``{"response": ...}`` result)."""
+    if not isinstance(result, Mapping):
+        return None, Usage()
+    usage = parse_usage(result.get("usage"))
+    choices = result.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        message = choices[0].get("message")
+        content = message.get("content") if isinstance(message, Mapping) else None
+        return (content if isinstance(content, str) else None), usage
+    legacy = result.get("response")
+    if isinstance(legacy, Mapping | list):  # JSON mode on older models returns an object
+        return json.dumps(legacy), usage
+    return (legacy if isinstance(legacy, str) else None), usage
+
+
+def _result(reference: str, content: str | None, usage: Usage) -> ModelResult:
+    if content is None or not content.strip():
+        return ModelResult(
+            reference, None, usage, error="empty_response: the model returned no content"
+        )
+    return ModelResult(reference, content, usage)
+
+
+def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0**attempt)
+    return ceiling / 2 + (rng or _RNG).uniform(0, ceiling / 2)
+
+
+# --- HTTP clients ------------------------------------------------------------------------------
+
+
+class _HTTPBackend:
+    """Shared transport, retries and error mapping of both clients."""
+
+    service = "model API"
+    supports_batch = False
+
+    def __init__(
+        self,
+        model: str,
+        secret: str,
+        *,
+        response_format: Mapping[str, Any] | None,
+        transport: httpx.BaseTransport | None,
+        timeout: httpx.Timeout,
+        max_retries: int,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.model = model
+        self.response_format: Mapping[str, Any] = dict(response_format or {})
+        self.max_retries = max_retries
+        self._secret = secret
+        self._sleep = sleep
+        self._client = httpx.Client(transport=transport, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _headers(self, affinity: str) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if self._secret:
+            headers["authorization"] = f"Bearer {self._secret}"
+        if affinity:
+            # Routes requests sharing a prompt prefix to the replica that has it cached.
+            headers["x-session-affinity"] = affinity
+        return headers
+
+    def _post(
+        self, url: str, payload: Any, affinity: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """POST JSON with retries on capacity, timeouts, 5xx and transport errors."""
+        content = _dumps(payload)
+        attempt = 0
+        while True:
+            try:
+                return self._post_once(url, content, self._headers(affinity), params)
+            except ModelError as exc:
+                if not exc.retryable or attempt >= self.max_retries:
+                    raise
+                delay = backoff_delay(attempt)
+                log.debug("%s %s, retry %d in %.1fs", self.service, exc.reason, attempt + 1, delay)
+                self._sleep(delay)
+                attempt += 1
+
+    def _post_once(
+        self, url: str, content: bytes, headers: Mapping[str, str], params: Mapping[str, str] | None
+    ) -> dict[str, Any]:
+        try:
+            response = self._client.post(url, content=content, headers=headers, params=params)
+        except httpx.TimeoutException as exc:
+            raise ModelTimeout(f"{self.service} request timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            err = ModelError(
+                scrub(f"{self.service} transport error: {type(exc).__name__}: {exc}", self._secret),
+                reason="model_transport",
+            )
+            err.retryable = True
+            raise err from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        status = response.status_code
+        if status < 400 and isinstance(data, dict) and data.get("success") is not False:
+            return data
+        errors = errors_of(data)
+        if not errors and not isinstance(data, dict):
+            kind = response.headers.get("content-type") or "no content type"
+            errors = [(None, f"non-JSON response body ({kind})")]
+        raise map_error(status, errors, service=self.service, secret=self._secret)
+
+    def submit_batch(self, requests: Sequence[ModelRequest], *, affinity: str) -> str:
+        """Not supported by this backend; the engine calls ``run`` per unit instead."""
+        raise ModelError("batch not supported", reason="model_batch_unsupported")
+
+    def poll_batch(
+        self, request_id: str, references: Sequence[str], *, affinity: str
+    ) -> BatchStatus:
+        """Not supported by this backend."""
+        raise ModelError("batch not supported", reason="model_batch_unsupported")
+
+
+class WorkersAIClient(_HTTPBackend):
+    """Cloudflare Workers AI REST API: ``/ai/run/{model}``, sync and async batch."""
+
+    service = "Workers AI"
+    supports_batch = True
+
+    def __init__(
+        self,
+        account_id: str,
+        api_token: str,
+        model: str,
+        base_url: str = DEFAULT_WORKERS_AI_BASE_URL,
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            model,
+            api_token,
+            response_format=response_format,
+            transport=transport,
+            timeout=timeout,
+            max_retries=max_retries,
+            sleep=sleep,
+        )
+        # The model name's slashes ("@cf/moonshotai/...") are literal path segments.
+        self.url = f"{base_url.rstrip('/')}/accounts/{account_id}/ai/run/{model}"
+
+    def run(self, request: ModelRequest, *, affinity: str) -> ModelResult:
+        """One synchronous chat completion."""
+        data = self._post(self.url, request_body(request, self.response_format), affinity)
+        content, usage = parse_completion(data.get("result"))
+        return _result(request.external_reference, content, usage)
+
+    def submit_batch(self, requests: Sequence[ModelRequest], *, affinity: str) -> str:
+        """Queue ``requests`` as one async batch; returns its ``request_id``."""
+        if not requests:
+            raise ValueError("an async batch needs at least one request")
+        payload = _batch_payload(requests, self.response_format)
+        size = len(_dumps(payload))
+        if size > MAX_BATCH_BYTES:
+            raise PayloadTooLarge(
+                f"batch of {len(requests)} requests is {size} bytes, over the "
+                f"{MAX_BATCH_BYTES}-byte limit: split it",
+                status=413,
+            )
+        data = self._post(self.url, payload, affinity, {"queueRequest": "true"})
+        result = data.get("result")
+        request_id = result.get("request_id") if isinstance(result, Mapping) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise ModelError(
+                "Workers AI queued a batch without a request_id", reason="model_bad_response"
+            )
+        log.debug("batch %s queued with %d requests (%d bytes)", request_id, len(requests), size)
+        return request_id
+
+    def poll_batch(
+        self, request_id: str, references: Sequence[str], *, affinity: str
+    ) -> BatchStatus:
+        """The batch's status; when done, one result per reference, in ``references`` order."""
+        data = self._post(self.url, {"request_id": request_id}, affinity, {"queueRequest": "true"})
+        result = data.get("result")
+        if not isinstance(result, Mapping):
+            raise ModelError(
+                "Workers AI batch poll returned no result", reason="model_bad_response"
+            )
+        responses = result.get("responses")
+        if not isinstance(responses, list):
+            status = result.get("status")
+            if status in PENDING_STATUSES:
+                return BatchStatus(request_id, str(status))
+            raise ModelError(
+                f"Workers AI batch {request_id} has unexpected status {status!r}",
+                reason="model_batch_failed",
+            )
+        results = _match_responses(responses, references, self._secret)
+        total = Usage()
+        for r in results:
+            total = total + r.usage
+        if total == Usage():
+            total = parse_usage(result.get("usage"))
+        return BatchStatus(request_id, "done", results, total)
+
+
+def _match_responses(
+    responses: Sequence[Any], references: Sequence[str], secret: str
+) -> tuple[ModelResult, ...]:
+    """Responses (in any order) matched to ``references`` by external_reference, else by id."""
+    wanted = set(references)
+    by_ref: dict[str, ModelResult] = {}
+    for item in responses:
+        if not isinstance(item, Mapping):
+            continue
+        ref = item.get("external_reference")
+        index = item.get("id")
+        if ref is None and isinstance(index, int) and 0 <= index < len(references):
+            ref = references[index]
+        if not isinstance(ref, str) or ref not in wanted or ref in by_ref:
+            log.debug("ignoring batch response id=%r reference=%r", index, ref)
+            continue
+        by_ref[ref] = _response_result(ref, item, secret)
+    return tuple(
+        by_ref.get(ref) or ModelResult(ref, None, error="missing_response") for ref in references
+    )
+
+
+def _response_result(ref: str, item: Mapping[str, Any], secret: str) -> ModelResult:
+    content, usage = parse_completion(item.get("result"))
+    if item.get("success") is False:
+        return ModelResult(ref, None, usage, error=batch_error(item, secret))
+    return _result(ref, content, usage)
+
+
+class OpenAICompatibleClient(_HTTPBackend):
+    """Any ``/chat/completions`` server (vLLM, Workers AI ``/ai/v1``); no async batch."""
+
+    service = "OpenAI-compatible API"
+    supports_batch = False
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            model,
+            api_key or "",
+            response_format=response_format,
+            transport=transport,
+            timeout=timeout,
+            max_retries=max_retries,
+            sleep=sleep,
+        )
+        self.url = f"{base_url.rstrip('/')}/chat/completions"
+
+    def run(self, request: ModelRequest, *, affinity: str) -> ModelResult:
+        """One chat completion."""
+        body = {"model": self.model, **request_body(request, self.response_format)}
+        data = self._post(self.url, body, affinity)
+        # Some gateways wrap the completion in a Cloudflare envelope.
+        completion = data.get("result") if "choices" not in data else data
+        content, usage = parse_completion(completion)
+        return _result(request.external_reference, content, usage)
+
+
+def create_backend(
+    settings: Settings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    model: str | None = None,
+    response_format: Mapping[str, Any] | None = None,
+) -> ModelBackend:
+    """The backend ``settings`` select; ConfigError if none is configured.
+
+    ``response_format`` defaults to ``prompts.response_format()`` (the findings json_schema).
+    """
+    settings.require_model()
+    if response_format is None:
+        from bot import prompts  # late: prompts is a sibling, not needed to import llm
+
+        response_format = prompts.response_format()
+    chosen = model or settings.model
+    if settings.llm_backend == "workers-ai":
+        return WorkersAIClient(
+            settings.cloudflare_account_id or "",
+            settings.cloudflare_api_token or "",
+            chosen,
+            settings.workers_ai_base_url,
+            response_format=response_format,
+            transport=transport,
+        )
+    return OpenAICompatibleClient(
+        settings.openai_base_url or "",
+        settings.openai_api_key,
+        chosen,
+        response_format=response_format,
+        transport=transport,
+    )

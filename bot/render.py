@@ -2,24 +2,149 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import PurePosixPath
 from typing import Any
 
-from bot.findings import Finding, ReviewResult
+from bot import __version__
+from bot.findings import SEVERITIES, SEVERITY_RANK, Finding, ReviewResult
+from bot.render_sarif import cwe_url, report_sarif, sarif_gzip_base64
+
+__all__ = [
+    "comment_body",
+    "cwe_url",
+    "finding_marker",
+    "report_json",
+    "report_markdown",
+    "report_sarif",
+    "sarif_gzip_base64",
+    "summary_marker",
+]
+
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.DOTALL)
+_MARKER_OPEN = re.compile(r"<!--", re.I)
+_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9])")
+_BACKTICKS = re.compile(r"`+")
+_LANGUAGES = {
+    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript",
+    ".cjs": "javascript", ".jsx": "jsx", ".ts": "typescript", ".tsx": "tsx", ".go": "go",
+    ".rb": "ruby", ".java": "java", ".kt": "kotlin", ".kts": "kotlin", ".scala": "scala",
+    ".php": "php", ".cs": "csharp", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
+    ".hpp": "cpp", ".rs": "rust", ".swift": "swift", ".m": "objectivec", ".sh": "bash",
+    ".bash": "bash", ".zsh": "bash", ".ps1": "powershell", ".sql": "sql", ".html": "html",
+    ".htm": "html", ".xml": "xml", ".yml": "yaml", ".yaml": "yaml", ".json": "json",
+    ".toml": "toml", ".ini": "ini", ".tf": "hcl", ".hcl": "hcl", ".vue": "vue",
+    ".lua": "lua", ".pl": "perl", ".r": "r", ".dart": "dart", ".ex": "elixir", ".exs": "elixir",
+}  # fmt: skip
+_FILENAMES = {"dockerfile": "dockerfile", "makefile": "makefile", "gemfile": "ruby"}
+
+
+# --- JSON --------------------------------------------------------------------------------
 
 
 def report_json(result: ReviewResult) -> dict[str, Any]:
-    """The DESIGN.md §3 JSON report."""
-    raise NotImplementedError
+    """The DESIGN.md §3 JSON report, extended with rejections, failed units, model and version."""
+    stats = result.stats
+    return {
+        "findings": [f.to_json() for f in result.findings],
+        "stats": {
+            "requests": stats.requests,
+            "prompt_tokens": stats.prompt_tokens,
+            "cached_tokens": stats.cached_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "cost_usd": round(stats.cost_usd, 6),
+        },
+        "coverage": {
+            "reviewed": list(result.coverage.reviewed),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in result.coverage.skipped],
+        },
+        "rejected": rejected_counts(result),
+        "failed_units": [{"path": s.path, "reason": s.reason} for s in result.failed_units],
+        "model": result.model,
+        "version": __version__,
+    }
 
 
-def report_sarif(result: ReviewResult) -> dict[str, Any]:
-    """A SARIF 2.1.0 log GitHub code scanning accepts."""
-    raise NotImplementedError
+def rejected_counts(result: ReviewResult) -> dict[str, int]:
+    """Rejected candidate findings counted by reason, reasons sorted."""
+    counts = Counter(r.reason for r in result.rejected)
+    return dict(sorted(counts.items()))
 
 
-def report_markdown(result: ReviewResult) -> str:
-    """A human-readable report."""
-    raise NotImplementedError
+# --- untrusted text ----------------------------------------------------------------------
+
+
+def _defuse(text: str) -> str:
+    """Break every ``<!--`` so model text can never open a comment or forge our markers."""
+    return _MARKER_OPEN.sub("<!-\u200b-", text)
+
+
+def _prose(text: str) -> str:
+    """Model prose made safe for GitHub Markdown.
+
+    HTML comments are dropped (they would hide text, or forge a ``<!-- secreview:`` marker);
+    outside code spans ``<`` is escaped so no raw HTML renders and ``@name`` cannot ping
+    anyone; inside code spans (shown literally) a stray ``<!--`` is broken with a zero-width
+    space instead.
+    """
+    text = _HTML_COMMENT.sub("", text)
+    out, pos = [], 0
+    for span in _CODE_SPAN.finditer(text):
+        out.append(_escape_plain(text[pos : span.start()]))
+        out.append(_defuse(span.group(0)))
+        pos = span.end()
+    out.append(_escape_plain(text[pos:]))
+    return "".join(out).strip()
+
+
+def _escape_plain(text: str) -> str:
+    return _MENTION.sub("@\u200b", text.replace("<", "&lt;"))
+
+
+def _cell(text: str) -> str:
+    """One Markdown table cell: one line, pipes escaped."""
+    return " ".join(_prose(text).split()).replace("|", "\\|")
+
+
+def _fence(content: str, info: str = "") -> str:
+    """A fenced code block no backtick run in ``content`` can close early."""
+    longest = max((len(m) for m in _BACKTICKS.findall(content)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = _defuse(content).rstrip("\n")
+    return f"{fence}{info}\n{body}\n{fence}"
+
+
+def _code(text: str) -> str:
+    """An inline code span that backticks in ``text`` cannot break."""
+    longest = max((len(m) for m in _BACKTICKS.findall(text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{_defuse(text)}{pad}{ticks}"
+
+
+def language(path: str) -> str:
+    """The fenced-code language of ``path`` guessed from its name; "" when unknown."""
+    name = PurePosixPath(path).name.lower()
+    if name in _FILENAMES:
+        return _FILENAMES[name]
+    return _LANGUAGES.get(PurePosixPath(name).suffix, "")
+
+
+def _cwe_link(cwe: str) -> str:
+    url = cwe_url(cwe)
+    return f"[{_cell(cwe)}]({url})" if url else _cell(cwe)
+
+
+def _lines(f: Finding) -> str:
+    if f.start_line is not None and f.start_line != f.line:
+        return f"{f.start_line}-{f.line}"
+    return str(f.line)
+
+
+# --- comments ----------------------------------------------------------------------------
 
 
 def finding_marker(fingerprint: str) -> str:
@@ -34,4 +159,106 @@ def summary_marker(head_sha: str) -> str:
 
 def comment_body(finding: Finding) -> str:
     """The body of one inline review comment, ending with its marker."""
-    raise NotImplementedError
+    parts = [
+        f"**{finding.severity.upper()}** · {_cell(finding.title)} · {_cwe_link(finding.cwe)}",
+        _prose(finding.description),
+        f"**Exploit scenario.** {_prose(finding.exploit_scenario)}",
+        f"**Recommendation.** {_prose(finding.recommendation)}",
+    ]
+    if finding.suggestion and finding.on_diff:
+        parts.append(_fence(finding.suggestion, "suggestion"))
+    parts.append(
+        f"<sub>secreview · {finding.source} · confidence {finding.confidence:.2f}</sub>\n"
+        + finding_marker(finding.fingerprint)
+    )
+    return "\n\n".join(p for p in parts if p)
+
+
+# --- Markdown report ---------------------------------------------------------------------
+
+
+def verdict(result: ReviewResult) -> str:
+    """One line: how many findings of which severity, and whether the review is complete."""
+    counts = Counter(f.severity for f in result.findings)
+    if result.findings:
+        parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
+        noun = "finding" if len(result.findings) == 1 else "findings"
+        text = f"{len(result.findings)} security {noun} ({parts})."
+    else:
+        text = "No security findings."
+    if result.failed_units:
+        n = len(result.failed_units)
+        text += f" Review incomplete: {n} unit{'s' if n != 1 else ''} failed."
+    return text
+
+
+def _table(findings: Iterable[Finding]) -> list[str]:
+    rows = ["| # | Severity | Location | CWE | Title |", "|---|---|---|---|---|"]
+    for i, f in enumerate(findings, 1):
+        where = _code(f"{f.path}:{_lines(f)}").replace("|", "\\|")
+        cells = [str(i), f.severity, where, _cwe_link(f.cwe), _cell(f.title)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _details(i: int, f: Finding) -> list[str]:
+    out = [
+        f"### {i}. {f.severity.upper()}: {_cell(f.title)}",
+        "",
+        f"{_code(f.path)} {'lines' if '-' in _lines(f) else 'line'} {_lines(f)} · "
+        f"{_cwe_link(f.cwe)} · confidence "
+        f"{f.confidence:.2f} · source {f.source} · fingerprint {_code(f.fingerprint)}",
+        "",
+        _prose(f.description),
+        "",
+        f"**Exploit scenario.** {_prose(f.exploit_scenario)}",
+        "",
+        f"**Recommendation.** {_prose(f.recommendation)}",
+        "",
+        "**Evidence**",
+        "",
+        _fence(f.evidence, language(f.path)),
+        "",
+    ]
+    if f.suggestion:
+        out += ["**Suggested change**", "", _fence(f.suggestion, language(f.path)), ""]
+    return out
+
+
+def _stats(result: ReviewResult) -> list[str]:
+    s = result.stats
+    return [
+        "## Statistics",
+        "",
+        f"- Model: {_code(result.model) if result.model else 'none (analyzers only)'}",
+        f"- Requests: {s.requests:,}",
+        f"- Prompt tokens: {s.prompt_tokens:,} ({s.cached_share:.1%} cached)",
+        f"- Completion tokens: {s.completion_tokens:,}",
+        f"- Cost: ${s.cost_usd:.4f} USD",
+        "",
+    ]
+
+
+def _coverage(result: ReviewResult) -> list[str]:
+    cov = result.coverage
+    out = ["## Coverage", "", f"- Reviewed files: {len(cov.reviewed)}"]
+    out.append(f"- Skipped: {len(cov.skipped)}")
+    out += [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in cov.skipped]
+    out.append(f"- Failed units: {len(result.failed_units)}")
+    out += [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in result.failed_units]
+    counts = rejected_counts(result)
+    out.append(f"- Rejected candidate findings: {sum(counts.values())}")
+    out += [f"  - {_cell(reason)}: {n}" for reason, n in counts.items()]
+    return [*out, ""]
+
+
+def report_markdown(result: ReviewResult) -> str:
+    """A human-readable report: verdict, table, details, statistics, coverage."""
+    findings = sorted(result.findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.path, f.line))
+    out = ["# secreview security review", "", f"**Verdict:** {verdict(result)}", ""]
+    if findings:
+        out += [*_table(findings), "", "## Findings", ""]
+        for i, f in enumerate(findings, 1):
+            out += _details(i, f)
+    out += _stats(result) + _coverage(result)
+    return "\n".join(out).rstrip("\n") + "\n"

@@ -17,9 +17,9 @@ TEST_REDIS_URL = os.environ.get("SECREVIEW_TEST_REDIS_URL", "redis://127.0.0.1:6
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's real credentials or model settings."""
     for name in list(os.environ):
-        if name.startswith(("GITHUB_", "CLOUDFLARE_", "OPENAI_", "SECREVIEW_", "WORKERS_AI_")):
-            if name != "SECREVIEW_UPDATE_GOLDEN":
-                monkeypatch.delenv(name, raising=False)
+        prefixes = ("GITHUB_", "CLOUDFLARE_", "OPENAI_", "SECREVIEW_", "WORKERS_AI_")
+        if name.startswith(prefixes) and name != "SECREVIEW_UPDATE_GOLDEN":
+            monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
 
 

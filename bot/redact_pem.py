@@ -1,0 +1,153 @@
+"""Private-key blocks: the one kind of secret that spans lines.
+
+A PEM block spans lines, and in a diff every line is a separate DiffLine, so blocks are found on
+the joined text of a hunk: from a BEGIN line forward over body lines to END, or from an END whose
+BEGIN lies outside the text (a hunk that starts mid-key) backward. Body lines may be wrapped in
+string syntax ('"MIIE...\\n" +'), YAML indentation, or all sit on one JSON line
+("-----BEGIN ...\\nMIIE...\\n-----END ...").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.redact_values import count_placeholders, is_placeholder
+
+BodyKind = Literal["long", "short", "skip", "other"]
+
+_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----")
+_END = re.compile(r"-----END[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----")
+_ESCAPE = re.compile(r"\\[nrt]")
+_RUN = re.compile(r"[A-Za-z0-9+/=]{2,}")
+_WRAPPING = re.compile(r"[\s\"'`+,;()|>\\]+")
+_BODY = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
+_PEM_HEADER = re.compile(r"\s*[\"'`]?(?:Proc-Type|DEK-Info|Comment|Version):")
+_MAX_LINES = 400  # an 8192-bit RSA key is about 100 lines of 64 characters
+_LONG_BODY = 16  # shorter base64 lines count only as the last line before END
+_MIN_KEY = 24  # base64 characters; "XXXX\nXXXX" in documentation is not a key
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBlock:
+    """One private-key block: where it starts (0-based line, column) and what to redact."""
+
+    first: int
+    column: int
+    last: int
+    spans: tuple[tuple[int, int, int], ...]  # (line index, start, end) of key material
+
+
+@dataclass(slots=True)
+class _Builder:
+    column: int
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
+    material: list[str] = field(default_factory=list)
+
+    def add(self, lines: list[str], i: int, span: tuple[int, int] | None) -> None:
+        if span is not None:
+            self.spans.append((i, *span))
+            self.material.append(_WRAPPING.sub("", _ESCAPE.sub("", lines[i][span[0] : span[1]])))
+
+    def build(self, first: int) -> KeyBlock | None:
+        material = "".join(self.material)
+        if len(material) < _MIN_KEY or is_placeholder(material, loose=False):
+            return None
+        spans = tuple(sorted(self.spans))
+        first = min(first, spans[0][0])
+        return KeyBlock(first, self.column, spans[-1][0], spans)
+
+
+def body_kind(line: str) -> BodyKind:
+    """'long'/'short' base64 body line, 'skip' (blank, PEM header, placeholder) or 'other'."""
+    if _PEM_HEADER.match(line):
+        return "skip"
+    residue = _WRAPPING.sub("", _ESCAPE.sub("", line))
+    if count_placeholders(residue):
+        residue = _PLACEHOLDER.sub("", residue)  # a block that was already redacted
+        return "skip" if not residue else "other"
+    if not residue:
+        return "skip"
+    if not _BODY.fullmatch(residue):
+        return "other"
+    return "long" if len(residue) >= _LONG_BODY else "short"
+
+
+def _body_span(line: str, start: int = 0, end: int | None = None) -> tuple[int, int] | None:
+    """The stretch of base64 in ``line[start:end]``, skipping escapes such as a literal \\n.
+
+    None unless that part of the line is key material (``_END = b"-----END ...`` is not).
+    """
+    segment = line[start:end]
+    if body_kind(segment) not in ("long", "short"):
+        return None
+    runs = list(_RUN.finditer(_ESCAPE.sub("  ", segment)))
+    if not runs:
+        return None
+    return start + runs[0].start(), start + runs[-1].end()
+
+
+def _forward(lines: list[str], i: int, block: _Builder) -> int:
+    """Extend a block from the line after BEGIN to its END; returns the last line consumed."""
+    j = i
+    for j in range(i + 1, min(len(lines), i + _MAX_LINES)):
+        end = _END.search(lines[j])
+        if end:
+            block.add(lines, j, _body_span(lines[j], 0, end.start()))
+            return j
+        kind = body_kind(lines[j])
+        if kind == "other":
+            return j - 1
+        if kind == "short" and not (j + 1 < len(lines) and _END.search(lines[j + 1])):
+            return j - 1  # a short line ends a body only right before END
+        if kind != "skip":
+            block.add(lines, j, _body_span(lines[j]))
+    return j
+
+
+def _backward(lines: list[str], i: int, end_col: int) -> KeyBlock | None:
+    """A block whose END is on line ``i`` and whose BEGIN is not in the text."""
+    block = _Builder(0)
+    block.add(lines, i, _body_span(lines[i], 0, end_col))
+    for j in range(i - 1, max(-1, i - _MAX_LINES), -1):
+        kind = body_kind(lines[j])
+        if kind == "other" or (kind == "short" and j != i - 1):
+            break
+        if kind != "skip":
+            block.add(lines, j, _body_span(lines[j]))
+    if block.spans:
+        block.column = min(block.spans)[1]
+    return block.build(i)
+
+
+def _line_blocks(lines: list[str], i: int) -> tuple[list[KeyBlock | None], int]:
+    """The blocks that start (or, for an orphan END, end) on line ``i``; and the last line used."""
+    line, pos = lines[i], 0
+    blocks: list[KeyBlock | None] = []
+    while begin := _BEGIN.search(line, pos):
+        block = _Builder(begin.start())
+        end = _END.search(line, begin.end())
+        block.add(lines, i, _body_span(line, begin.end(), end.start() if end else None))
+        if end is None:
+            last = _forward(lines, i, block)
+            return [*blocks, block.build(i)], last
+        blocks.append(block.build(i))
+        pos = end.end()
+    if not blocks and (end := _END.search(line)):
+        blocks.append(_backward(lines, i, end.start()))
+    return blocks, i
+
+
+def find_key_blocks(lines: list[str], candidates: Iterable[int]) -> list[KeyBlock]:
+    """Every private-key block touching one of the ``candidates`` lines (ascending indexes)."""
+    found: list[KeyBlock] = []
+    done = -1
+    for i in candidates:
+        if i <= done:
+            continue  # already inside a block found from an earlier BEGIN
+        blocks, done = _line_blocks(lines, i)
+        found.extend(b for b in blocks if b is not None)
+    return found
