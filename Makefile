@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint fmt typecheck check bench bench-cache bench-diff clean
+.PHONY: install demo test test-fast lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,22 @@ typecheck: install
 
 check: lint typecheck test
 
-bench: bench-cache bench-diff  ## benchmarks; figures go to bench/results/
+bench: bench-cache bench-diff bench-ingest bench-scan bench-noise  ## benchmarks; figures go to bench/results/
 
 bench-cache: install
 	$(BIN)/python -m bench.cache_efficiency
 
 bench-diff: install
 	$(BIN)/python -m bench.diff_pipeline
+
+bench-ingest: install
+	$(BIN)/python -m bench.webhook_ingest
+
+bench-scan: install
+	$(BIN)/python -m bench.scan_plan
+
+bench-noise: install
+	$(BIN)/python -m bench.noise
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
