@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--description", default="", help="pull request description (context)")
     _report_options(review)
     review.set_defaults(func=cmd_review)
+    from workers import command as worker_command
+
+    worker_command.register(sub)
     return parser
 
 

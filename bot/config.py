@@ -111,6 +111,8 @@ class Settings:
     max_cost_usd: float | None = None
     daily_token_budget_installation: int = 0
     daily_token_budget_repo: int = 0
+    visibility_timeout_s: int = 7200
+    model_deadline_s: int = 1800
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +141,8 @@ class Settings:
             max_cost_usd=_float(env, "SECREVIEW_MAX_COST_USD", None),
             daily_token_budget_installation=_int(env, "SECREVIEW_DAILY_TOKENS_INSTALLATION", 0),
             daily_token_budget_repo=_int(env, "SECREVIEW_DAILY_TOKENS_REPO", 0),
+            visibility_timeout_s=_int(env, "SECREVIEW_VISIBILITY_TIMEOUT", 7200, minimum=1),
+            model_deadline_s=_int(env, "SECREVIEW_MODEL_DEADLINE", 1800, minimum=10),
         )
 
     @property
