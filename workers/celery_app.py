@@ -17,7 +17,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         # Unacked messages come back after this long; every task here is short (model jobs are
         # polled, never awaited), so anything beyond a few minutes means a dead worker.
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "broker_transport_options": _transport_options(settings.visibility_timeout_s),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_backend": None,
@@ -37,6 +37,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
+    }
+
+
+def _transport_options(visibility_timeout: int) -> dict[str, int]:
+    # kombu sweeps for abandoned messages every interval × throttle seconds (10 × 10 by default);
+    # a short visibility timeout is only useful with a sweep at least as frequent.
+    interval = max(1, min(10, visibility_timeout // 6))
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_restore_interval": interval,
+        "unacked_restore_throttle": 1 if visibility_timeout < 600 else 10,
     }
 
 

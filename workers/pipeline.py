@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -109,6 +110,13 @@ class Next:
 
     outcome: str
     poll_in: float | None = None
+    token: str = ""
+
+
+def _again(outcome: str, delay: float, state: ReviewState) -> Next:
+    """Schedule one poll: a fresh token makes any duplicate of an older poll a no-op."""
+    state.poll_token = uuid.uuid4().hex
+    return Next(outcome, poll_in=delay, token=state.poll_token)
 
 
 @dataclass
@@ -170,7 +178,9 @@ def review_pull_request(job: ReviewJob, svc: Services) -> tuple[Next, Target | N
         state = svc.store.load(target.key)
         if state is not None and not _restart(job, state):
             if state.status == "submitted":
-                return Next("resumed", poll_in=FIRST_POLL_S), target
+                step = _again("resumed", FIRST_POLL_S, state)
+                svc.store.save(target.key, state)
+                return step, target
             return Next(f"already {state.status}"), target
         svc.store.note_head(job.repo, job.pr, head)
         return _start(inst, pr, target, svc), target
@@ -210,6 +220,7 @@ def _start(inst: InstallationPort, pr: Any, target: Target, svc: Services) -> Ne
         return _finish(inst, pr, config, plan, state, target, svc)
     backend = svc.backend()
     _submit(backend, plan, list(plan.requests), state)
+    step = _again(f"submitted {len(plan.requests)} units", FIRST_POLL_S, state)
     svc.store.save(target.key, state)
     log.info(
         "review submitted",
@@ -221,7 +232,7 @@ def _start(inst: InstallationPort, pr: Any, target: Target, svc: Services) -> Ne
             "units": len(plan.units),
         },
     )
-    return Next(f"submitted {len(plan.requests)} units", poll_in=FIRST_POLL_S)
+    return step
 
 
 def build_plan(
@@ -333,14 +344,16 @@ def _accepted(state: ReviewState, refs: Sequence[str]) -> None:
 # --- step 2: poll ----------------------------------------------------------------------------
 
 
-def poll_model_job(target: Target, svc: Services) -> Next:
+def poll_model_job(target: Target, svc: Services, token: str = "") -> Next:
     """Poll the review's batches; when every unit is answered, evaluate and publish."""
     with svc.store.lock(target.key) as held:
         if not held:
-            return Next("another task is working on this review", poll_in=FIRST_POLL_S)
+            return Next("another task is working on this review", FIRST_POLL_S, token)
         state = svc.store.load(target.key)
         if state is None or state.status != "submitted":
             return Next(f"nothing to poll ({state.status if state else 'no review'})")
+        if token and token != state.poll_token:
+            return Next("a newer poll owns this review")
         return _poll(target, state, svc)
 
 
@@ -361,8 +374,9 @@ def _poll(target: Target, state: ReviewState, svc: Services) -> Next:
         if svc.clock() - state.started > svc.settings.model_deadline_s:
             _time_out(state)
         else:
+            step = _again("waiting for the model", poll_delay(state.polls), state)
             svc.store.save(target.key, state)
-            return Next("waiting for the model", poll_in=poll_delay(state.polls))
+            return step
     inst = svc.github(target.installation_id)
     pr = inst.pull_request(target.repo, target.pr)
     if pr.head_sha != target.head_sha:

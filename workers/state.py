@@ -67,6 +67,7 @@ class ReviewState:
     started: float = field(default_factory=time.time)
     polls: int = 0
     spent: tuple[int, int, int] = (0, 0, 0)  # usage of answers replaced by a retry
+    poll_token: str = ""  # only the poll carrying this token may advance the review
 
     def forget(self, ref: str) -> None:
         """Drop ``ref``'s answer before a retry, keeping what it cost."""

@@ -23,9 +23,12 @@ def register(app: Celery, settings: Settings) -> None:
     """Register secreview's tasks on ``app``; services are built once per worker process."""
     services = _lazy_services(settings)
 
-    def schedule_poll(target: pipeline.Target, countdown: float) -> None:
+    def schedule_poll(target: pipeline.Target, step: pipeline.Next) -> None:
         app.send_task(
-            jobs.TASK_POLL, kwargs=target.kwargs(), countdown=countdown, queue=jobs.QUEUE_POLLS
+            jobs.TASK_POLL,
+            kwargs={**target.kwargs(), "token": step.token},
+            countdown=step.poll_in,
+            queue=jobs.QUEUE_POLLS,
         )
 
     @app.task(name=jobs.TASK_REVIEW, bind=True, max_retries=MAX_RETRIES)
@@ -37,10 +40,11 @@ def register(app: Celery, settings: Settings) -> None:
         return "retrying"
 
     @app.task(name=jobs.TASK_POLL, bind=True, max_retries=MAX_RETRIES)
-    def poll_model_job(self: Task, **kwargs: Any) -> str:
+    def poll_model_job(self: Task, token: str = "", **kwargs: Any) -> str:
         target = pipeline.Target(**kwargs)
         with _boundary(self, target.key):
-            return _follow(pipeline.poll_model_job(target, services()), target, schedule_poll)
+            step = pipeline.poll_model_job(target, services(), token)
+            return _follow(step, target, schedule_poll)
         return "retrying"
 
     @app.task(name=jobs.TASK_SCAN, bind=True, max_retries=MAX_RETRIES)
@@ -65,10 +69,10 @@ def register(app: Celery, settings: Settings) -> None:
 def _follow(
     step: pipeline.Next,
     target: pipeline.Target | None,
-    schedule_poll: Callable[[pipeline.Target, float], None],
+    schedule_poll: Callable[[pipeline.Target, pipeline.Next], None],
 ) -> str:
     if step.poll_in is not None and target is not None:
-        schedule_poll(target, step.poll_in)
+        schedule_poll(target, step)
     log.info("%s", step.outcome)
     return step.outcome
 
