@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import __version__, engine, render
+from bot import __version__, analyzers, engine, render
+from bot import diff as diffmod
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
 from bot.findings import SEVERITY_RANK, ReviewResult, at_or_above
@@ -132,28 +133,46 @@ def exit_status(result: ReviewResult, level: str) -> int:
     return EXIT_OK
 
 
+OFFLINE_NOTICE = (
+    "secreview: no model configured: deterministic analyzers only (secrets, bandit); set "
+    "CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN (or SECREVIEW_LLM_BACKEND=openai and "
+    "OPENAI_BASE_URL) for the model review\n"
+)
+
+
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     """``secreview review``: review one diff and write a report."""
-    settings.require_model()
+    offline = settings.llm_backend is None
+    if not offline:
+        settings.require_model()
     diff_bytes = _read_diff(args.diff)
     repo, config = _repo_setup(args.repo)
-    plan = engine.plan_review(
-        diff_bytes,
+    parsed = diffmod.parse_diff(diff_bytes)
+    kept, skipped = diffmod.filter_files(parsed.files, config.filter_rules)
+    reader = analyzers.local_reader(Path(args.repo)) if args.repo else None
+    plan = engine.plan_files(
+        kept,
+        skipped=skipped,
         repo=repo,
-        pr=PRContext(title=args.title, body=args.description) if args.title else None,
-        rules=config.filter_rules,
+        pr=PRContext(title=args.title, body=args.description, files=tuple(f.path for f in kept))
+        if args.title or args.description
+        else None,
         budget_tokens=settings.unit_token_budget,
         max_units=settings.max_units,
+        extra_findings=analyzers.review_findings(kept, reader),
     )
-    from bot.llm import create_backend
+    if offline:
+        sys.stderr.write(OFFLINE_NOTICE)
+        result = engine.offline_result(plan)
+    else:
+        from bot.llm import create_backend
 
-    backend = create_backend(settings)
-    result = engine.execute(
-        plan,
-        backend,
-        progress=progress_printer(sys.stderr, args.quiet),
-        min_confidence=config.min_confidence,
-    )
+        result = engine.execute(
+            plan,
+            create_backend(settings),
+            progress=progress_printer(sys.stderr, args.quiet),
+            min_confidence=config.min_confidence,
+        )
     write_report(result, args.format, args.output)
     _warn_incomplete(result)
     return exit_status(result, args.fail_on or config.fail_on)
