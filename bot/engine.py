@@ -16,7 +16,13 @@ from bot import diff as diffmod
 from bot import findings as fnd
 from bot import llm, prompts, redact
 from bot.diff import ChangedFile, FilterRules, ReviewUnit, Skip
-from bot.errors import InvalidModelOutput, ModelError, ModelQuotaExceeded, ModelUnavailable
+from bot.errors import (
+    InvalidModelOutput,
+    ModelError,
+    ModelQuotaExceeded,
+    ModelUnavailable,
+    PayloadTooLarge,
+)
 from bot.findings import Coverage, Finding, Rejection, ReviewResult, Stats
 from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
 from bot.prompts import PRContext, Prefix, RepoContext
@@ -112,6 +118,10 @@ def plan_files(
     """Plan a review of already-filtered files (the diff path and the full-repository scan)."""
     clean_files, secret_findings = redact.redact_files(files)
     repo = dataclasses.replace(repo, instructions=redact.redact_text(repo.instructions).text)
+    if pr is not None:  # PR text is untrusted and may paste credentials too
+        pr = dataclasses.replace(
+            pr, title=redact.redact_text(pr.title).text, body=redact.redact_text(pr.body).text
+        )
     split = diffmod.split_units(clean_files, budget_tokens, max_units)
     by_path = {f.path: f for f in clean_files}
     analyzers = finalize(list(secret_findings) + list(extra_findings), by_path)
@@ -309,7 +319,20 @@ class _Driver:
 
     def _batch(self, chunk: Sequence[ModelRequest]) -> list[ModelResult]:
         refs = [r.external_reference for r in chunk]
-        request_id = self.backend.submit_batch(chunk, affinity=self.plan.affinity)
+        try:
+            request_id = self.backend.submit_batch(chunk, affinity=self.plan.affinity)
+        except PayloadTooLarge as exc:
+            if len(chunk) == 1:
+                return self._failed(refs, exc)
+            half = len(chunk) // 2  # Workers AI 3006: split the batch and try each half
+            return self._batch(chunk[:half]) + self._batch(chunk[half:])
+        except (ModelQuotaExceeded, ModelUnavailable):
+            raise
+        except ModelError as exc:
+            if exc.reason == "model_auth" or not exc.retryable:
+                raise
+            # The client already retried with backoff; report these units, keep the others.
+            return self._failed(refs, exc)
         started, interval = time.monotonic(), self.poll_interval
         while True:
             status = self.backend.poll_batch(request_id, refs, affinity=self.plan.affinity)
@@ -326,11 +349,23 @@ class _Driver:
             self.sleep(interval)
             interval = min(interval * 1.5, 30.0)
 
+    def _failed(self, refs: Sequence[str], exc: ModelError) -> list[ModelResult]:
+        self._advance(len(refs), Usage())
+        return [ModelResult(ref, None, error=f"{exc.reason}: {exc}") for ref in refs]
+
     def _advance(self, units: int, usage: Usage) -> None:
         self.done += units
         self.usage = self.usage + usage
         if self.progress is not None:
             self.progress(self.done, len(self.plan.units), self.usage)
+
+
+RETRYABLE_ERRORS = ("model_capacity", "model_timeout", "missing_response", "model_transport")
+
+
+def _retryable(error: str | None) -> bool:
+    """Errors of one unit worth one more try (the batch API's capacity and timeouts)."""
+    return error is not None and error.startswith(RETRYABLE_ERRORS)
 
 
 def execute(
@@ -343,13 +378,17 @@ def execute(
     sleep: Callable[[float], None] = time.sleep,
     min_confidence: float = 0.0,
 ) -> ReviewResult:
-    """Review every unit of ``plan`` with ``backend``, retrying invalid output once per unit."""
+    """Review every unit of ``plan`` with ``backend``.
+
+    A unit whose answer fails the schema, or that hit capacity or a timeout, is tried once more;
+    a unit that still fails is reported as failed, never guessed at.
+    """
     driver = _Driver(plan, backend, progress, poll_interval, deadline_s, sleep, min_confidence)
     first = {
         r.external_reference: evaluate(plan, r, min_confidence=min_confidence)
         for r in driver.run(plan.requests)
     }
-    retry = [plan.request(u) for u, o in first.items() if o.invalid_output]
+    retry = [plan.request(u) for u, o in first.items() if o.invalid_output or _retryable(o.error)]
     for result in driver.run(retry) if retry else []:
         unit = result.external_reference
         first[unit] = merge_attempts(
