@@ -45,8 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--description", default="", help="pull request description (context)")
     _report_options(review)
     review.set_defaults(func=cmd_review)
+    from bot import cli_app
     from workers import command as worker_command
 
+    cli_app.register(sub)
     worker_command.register(sub)
     return parser
 
