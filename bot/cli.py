@@ -188,7 +188,11 @@ def _warn_incomplete(result: ReviewResult) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``secreview`` console script."""
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        if extra:
+            if args.command != "worker":
+                raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+            args.celery_args = [*extra, *args.celery_args]  # options for Celery itself
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level, stream=sys.stderr)
         func: Callable[[argparse.Namespace, Settings], int] = args.func

@@ -225,6 +225,26 @@ def _details(i: int, f: Finding) -> list[str]:
     return out
 
 
+def findings_table(findings: Iterable[Finding]) -> list[str]:
+    """The Markdown table of findings (severity, location, CWE, title)."""
+    return _table(findings)
+
+
+def cell(text: str) -> str:
+    """``text`` made safe for one Markdown table cell or list item."""
+    return _cell(text)
+
+
+def stats_section(result: ReviewResult, level: str = "##") -> list[str]:
+    """The statistics section (model, requests, tokens, cached share, cost)."""
+    return [f"{level} Statistics", *_stats(result)[1:]]
+
+
+def coverage_section(result: ReviewResult, level: str = "##") -> list[str]:
+    """The coverage section (reviewed, skipped with reasons, failed units, rejections)."""
+    return [f"{level} Coverage", *_coverage(result)[1:]]
+
+
 def _stats(result: ReviewResult) -> list[str]:
     s = result.stats
     return [

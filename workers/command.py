@@ -7,6 +7,7 @@ from typing import Any
 
 from bot import jobs
 from bot.config import Settings
+from bot.errors import UsageError
 
 
 def register(sub: Any) -> None:
@@ -34,9 +35,12 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     unknown = [q for q in args.queues.split(",") if q and q not in jobs.QUEUES]
     if unknown:
-        from bot.errors import UsageError
-
         raise UsageError(f"unknown queue {unknown[0]!r}; known: {', '.join(jobs.QUEUES)}")
+    import click
+
     app = create_celery(settings)
-    app.worker_main(["worker", "-Q", args.queues, *args.celery_args])
+    try:
+        app.worker_main(["worker", "-Q", args.queues, *args.celery_args])
+    except click.exceptions.ClickException as exc:
+        raise UsageError(f"celery worker: {exc.format_message()}") from None
     return 0

@@ -101,6 +101,7 @@ class InstallationPort(Protocol):
         *,
         check_run_id: int | None,
         notes: Sequence[str] = ...,
+        files: Any = ...,
     ) -> Any: ...
 
 
@@ -452,7 +453,13 @@ def _finish(
     model = svc.settings.model if plan.requests else None
     result = engine.assemble(plan, outcomes, model=model, extra_usage=_spent(state))
     inst.publish_review(
-        target.repo, pr, target.head_sha, result, config, check_run_id=state.check_run_id
+        target.repo,
+        pr,
+        target.head_sha,
+        result,
+        config,
+        check_run_id=state.check_run_id,
+        files=plan.files,
     )
     state.status = "published"
     svc.store.save(target.key, state)

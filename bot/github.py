@@ -1,0 +1,535 @@
+"""The only module that talks to GitHub: App auth, pull requests, diffs, publishing, SARIF.
+
+PyGithub's ``GithubIntegration`` mints installation tokens from the App's JWT; its ``Requester``
+carries every REST call (auth header, base URL for GitHub Enterprise, connection reuse). Calls
+go through ``_call`` so errors map onto ``GitHubError``/``RateLimited`` in one place and no
+retry sleeps inside a worker: a rate-limited task is retried later by Celery.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from github import Auth, Github, GithubException, GithubIntegration
+
+from bot import diff as diffmod
+from bot import render
+from bot.config import Settings
+from bot.diff import ChangedFile, Skip
+from bot.errors import ConfigError, GitHubError, RateLimited
+from bot.findings import ReviewResult
+from bot.publish import (
+    FINDING_MARKER,
+    REVIEW_MARKER,
+    SUMMARY_MARKER,
+    Posted,
+    PostedComment,
+    PublishPlan,
+    parse_open,
+    plan_publish,
+    review_marker,
+)
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+
+log = logging.getLogger("secreview.github")
+
+DIFF_MEDIA_TYPE = "application/vnd.github.diff"
+TOKEN_MARGIN_S = 300  # renew installation tokens 5 minutes before they expire
+MAX_FILES = 3000  # GET pulls/{n}/files lists at most 3000 files
+ANNOTATION_BATCH = 50  # check-run annotations per request (GitHub docs)
+FIXED_PREFIX = "Fixed in "
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """The parts of a pull request a review needs."""
+
+    repo: str
+    number: int
+    title: str
+    body: str
+    head_sha: str
+    head_ref: str
+    head_repo: str
+    base_ref: str
+    base_sha: str
+    draft: bool
+    state: str
+    author: str
+
+    @property
+    def is_fork(self) -> bool:
+        """Whether the head lives in another repository."""
+        return self.head_repo != self.repo
+
+
+@dataclass(frozen=True, slots=True)
+class PullDiff:
+    """A pull request's change: the unified diff, or files from ``/files`` past the diff limits."""
+
+    text: str | None
+    files: tuple[ChangedFile, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    """What publishing did."""
+
+    review_posted: bool
+    inline: int
+    summary_only: int
+    fixed_replies: int
+    summary_id: int | None
+    check_run_id: int | None
+    conclusion: str
+
+
+class GitHubApp:
+    """The App: JWT auth and a per-installation token cache (thread-safe)."""
+
+    def __init__(self, settings: Settings) -> None:
+        app_id, key = settings.require_github_app()
+        self.settings = settings
+        self._integration = GithubIntegration(
+            auth=Auth.AppAuth(int(app_id), key),
+            base_url=settings.github_api_url,
+            retry=0,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+        )
+        self._tokens: dict[int, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def token(self, installation_id: int) -> str:
+        """An installation token, minted or reused until 5 minutes before it expires."""
+        with self._lock:
+            cached = self._tokens.get(installation_id)
+            if cached is not None and cached[1] - TOKEN_MARGIN_S > time.time():
+                return cached[0]
+        try:
+            auth = self._integration.get_access_token(installation_id)
+        except GithubException as exc:
+            raise _mapped(exc, f"installation {installation_id} token") from None
+        expires = auth.expires_at.timestamp() if auth.expires_at else time.time() + 3600
+        with self._lock:
+            self._tokens[installation_id] = (auth.token, expires)
+        return str(auth.token)
+
+    def installation(self, installation_id: int) -> Installation:
+        """A client acting as installation ``installation_id``."""
+        return Installation(self, installation_id)
+
+    def installation_for_repo(self, repo: str) -> Installation:
+        """The installation of the App on ``repo`` (``owner/name``)."""
+        owner, _, name = repo.partition("/")
+        try:
+            inst = self._integration.get_repo_installation(owner, name)
+        except GithubException as exc:
+            raise _mapped(exc, f"installation for {repo}") from None
+        return self.installation(int(inst.id))
+
+
+def _mapped(exc: Exception, what: str) -> GitHubError:
+    status = getattr(exc, "status", None)
+    headers = getattr(exc, "headers", None) or {}
+    if status in (403, 429) and (
+        headers.get("retry-after") or headers.get("x-ratelimit-remaining") == "0"
+    ):
+        return RateLimited(f"GitHub rate limit on {what}", retry_after=_retry_after(headers))
+    return GitHubError(f"GitHub refused {what}: HTTP {status}", reason=f"github_{status}")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    """Seconds to wait: ``retry-after``, else until ``x-ratelimit-reset``, else a minute."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if lowered.get("retry-after", "").isdigit():
+        return float(lowered["retry-after"])
+    reset = lowered.get("x-ratelimit-reset", "")
+    if reset.isdigit():
+        return max(1.0, float(reset) - time.time())
+    return 60.0
+
+
+class Installation:
+    """REST calls as one installation."""
+
+    def __init__(self, app: GitHubApp, installation_id: int) -> None:
+        self.app = app
+        self.installation_id = installation_id
+        self.settings = app.settings
+
+    # --- transport -----------------------------------------------------------------------
+
+    def _client(self) -> Github:
+        return Github(
+            auth=Auth.Token(self.app.token(self.installation_id)),
+            base_url=self.settings.github_api_url,
+            retry=0,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+        )
+
+    def _call(
+        self,
+        verb: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        accept: str = "application/vnd.github+json",
+    ) -> tuple[int, dict[str, str], str]:
+        requester = self._client().requester
+        status, headers, text = requester.requestJson(
+            verb,
+            path,
+            parameters=dict(params or {}) or None,
+            headers={"Accept": accept, "X-GitHub-Api-Version": "2022-11-28"},
+            input=body,
+        )
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if status in (403, 429) and (
+            "retry-after" in lowered or lowered.get("x-ratelimit-remaining") == "0"
+        ):
+            raise RateLimited(
+                f"GitHub rate limit on {verb} {path}", retry_after=_retry_after(lowered)
+            )
+        return status, lowered, text
+
+    def _json(self, verb: str, path: str, *, ok: Sequence[int] = (200, 201, 202), **kw: Any) -> Any:
+        status, _, text = self._call(verb, path, **kw)
+        if status not in ok:
+            raise GitHubError(
+                f"GitHub answered {status} to {verb} {path}: {_message(text)}",
+                reason=f"github_{status}",
+            )
+        return json.loads(text) if text else None
+
+    def _pages(self, path: str, limit: int = 10_000) -> list[Any]:
+        out: list[Any] = []
+        page = 1
+        while len(out) < limit:
+            items = self._json("GET", path, params={"per_page": 100, "page": page})
+            if not isinstance(items, list) or not items:
+                break
+            out += items
+            if len(items) < 100:
+                break
+            page += 1
+        return out[:limit]
+
+    # --- reading ------------------------------------------------------------------------
+
+    def pull_request(self, repo: str, number: int) -> PullRequest:
+        """``GET /repos/{repo}/pulls/{number}``."""
+        data = self._json("GET", f"/repos/{repo}/pulls/{number}")
+        return PullRequest(
+            repo=repo,
+            number=number,
+            title=data.get("title") or "",
+            body=data.get("body") or "",
+            head_sha=data["head"]["sha"],
+            head_ref=data["head"].get("ref", ""),
+            head_repo=((data["head"].get("repo") or {}).get("full_name") or ""),
+            base_ref=data["base"]["ref"],
+            base_sha=data["base"].get("sha", ""),
+            draft=bool(data.get("draft")),
+            state=data.get("state", "open"),
+            author=(data.get("user") or {}).get("login", ""),
+        )
+
+    def pull_diff(self, repo: str, number: int) -> PullDiff:
+        """The PR's unified diff; past GitHub's diff limits (406), its paged ``/files``."""
+        status, _, text = self._call("GET", f"/repos/{repo}/pulls/{number}", accept=DIFF_MEDIA_TYPE)
+        if status == 200:
+            return PullDiff(text)
+        if status != 406:
+            raise GitHubError(
+                f"GitHub answered {status} to the diff of {repo}#{number}",
+                reason=f"github_{status}",
+            )
+        files: list[ChangedFile] = []
+        skipped: list[Skip] = []
+        for entry in self._pages(f"/repos/{repo}/pulls/{number}/files", MAX_FILES):
+            patch = entry.get("patch")
+            if not patch:
+                skipped.append(
+                    Skip(entry["filename"], "no patch from GitHub (binary or too large)")
+                )
+                continue
+            files.append(
+                diffmod.parse_file_patch(
+                    entry["filename"],
+                    patch,
+                    status=entry.get("status", "modified"),
+                    old_path=entry.get("previous_filename"),
+                )
+            )
+        return PullDiff(None, tuple(files), tuple(skipped))
+
+    def file_text(self, repo: str, path: str, ref: str) -> str | None:
+        """A file's text at ``ref``, or None when it does not exist."""
+        status, _, text = self._call(
+            "GET", f"/repos/{repo}/contents/{quote(path)}", params={"ref": ref}
+        )
+        if status == 404:
+            return None
+        if status != 200:
+            raise GitHubError(
+                f"GitHub answered {status} for {path}@{ref}", reason=f"github_{status}"
+            )
+        data = json.loads(text)
+        return base64.b64decode(data.get("content", "")).decode("utf-8", errors="replace")
+
+    def repo_config(self, repo: str, base_ref: str) -> RepoConfig:
+        """``.github/secreview.yml`` from the BASE branch (a PR cannot configure its own review)."""
+        text = self.file_text(repo, CONFIG_PATH, base_ref)
+        try:
+            return parse_repo_config(text.encode() if text is not None else None)
+        except ConfigError:
+            raise
+
+    def permission(self, repo: str, user: str) -> str:
+        """``admin``, ``write``, ``read`` or ``none`` for ``user`` on ``repo``."""
+        data = self._json("GET", f"/repos/{repo}/collaborators/{quote(user)}/permission")
+        return str(data.get("permission", "none"))
+
+    def resolve_ref(self, repo: str, ref: str) -> str:
+        """The commit sha ``ref`` points at."""
+        return str(self._json("GET", f"/repos/{repo}/commits/{quote(ref, safe='')}")["sha"])
+
+    def download_tarball(self, repo: str, ref: str) -> bytes:
+        """The repository at ``ref`` as a gzipped tarball (GitHub redirects to codeload)."""
+        url = f"{self.settings.github_api_url}/repos/{repo}/tarball/{quote(ref, safe='')}"
+        headers = {"Authorization": f"token {self.app.token(self.installation_id)}"}
+        try:
+            response = httpx.get(url, headers=headers, follow_redirects=True, timeout=120)
+        except httpx.HTTPError as exc:
+            raise GitHubError(
+                f"tarball of {repo}@{ref}: {exc}", reason="github_transport"
+            ) from None
+        if response.status_code != 200:
+            raise GitHubError(
+                f"GitHub answered {response.status_code} to the tarball of {repo}@{ref}",
+                reason=f"github_{response.status_code}",
+            )
+        return response.content
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def posted(self, repo: str, number: int) -> Posted:
+        """What the bot posted on the PR before, read from its markers."""
+        heads = set()
+        for review in self._pages(f"/repos/{repo}/pulls/{number}/reviews"):
+            m = REVIEW_MARKER.search(review.get("body") or "")
+            if m:
+                heads.add(m.group(1))
+        comments = self._pages(f"/repos/{repo}/pulls/{number}/comments")
+        replied = {
+            c.get("in_reply_to_id")
+            for c in comments
+            if (c.get("body") or "").startswith(FIXED_PREFIX)
+        }
+        threads = []
+        for c in comments:
+            m = FINDING_MARKER.search(c.get("body") or "")
+            if m and c.get("in_reply_to_id") is None:
+                threads.append(
+                    PostedComment(c["id"], m.group(1), c.get("path", ""), c["id"] in replied)
+                )
+        summary_id, open_fps = None, frozenset[str]()
+        for c in self._pages(f"/repos/{repo}/issues/{number}/comments"):
+            if SUMMARY_MARKER.search(c.get("body") or ""):
+                summary_id, open_fps = c["id"], parse_open(c["body"])
+                break
+        return Posted(frozenset(heads), tuple(threads), summary_id, open_fps)
+
+    def publish_review(
+        self,
+        repo: str,
+        pr: PullRequest,
+        head_sha: str,
+        result: ReviewResult,
+        config: RepoConfig,
+        *,
+        check_run_id: int | None,
+        notes: Sequence[str] = (),
+        files: Mapping[str, ChangedFile] | None = None,
+    ) -> PublishOutcome:
+        """Post the review, fixed replies, the sticky summary and the check run — once."""
+        posted = self.posted(repo, pr.number)
+        plan = plan_publish(head_sha, result, files or {}, config, posted, notes)
+        if self.settings.dry_run:
+            log.info(
+                "dry run: would post %d inline comments on %s#%d", len(plan.inline), repo, pr.number
+            )
+            return PublishOutcome(
+                False, len(plan.inline), len(plan.summary_only), 0, None, None, plan.conclusion
+            )
+        posted_review = (
+            self._post_review(repo, pr.number, head_sha, plan) if plan.post_review else False
+        )
+        for thread in plan.fixed:
+            self._json(
+                "POST",
+                f"/repos/{repo}/pulls/{pr.number}/comments/{thread.id}/replies",
+                body={"body": f"{FIXED_PREFIX}{head_sha}. <!-- secreview:fixed -->"},
+            )
+        summary_id = self._upsert_summary(repo, pr.number, posted.summary_id, plan.summary)
+        if check_run_id is not None:
+            self.finish_check(
+                repo,
+                check_run_id,
+                plan.conclusion,
+                render.verdict(result),
+                plan.summary,
+                plan.annotations,
+            )
+        return PublishOutcome(
+            posted_review,
+            len(plan.inline),
+            len(plan.summary_only),
+            len(plan.fixed),
+            summary_id,
+            check_run_id,
+            plan.conclusion,
+        )
+
+    def _post_review(self, repo: str, number: int, head_sha: str, plan: PublishPlan) -> bool:
+        body: dict[str, Any] = {
+            "commit_id": head_sha,
+            "event": "COMMENT",
+            "body": f"secreview found {len(plan.inline)} new issue(s) on this push; "
+            f"see the summary comment.\n\n{review_marker(head_sha)}",
+            "comments": list(plan.review_comments),
+        }
+        status, _, text = self._call("POST", f"/repos/{repo}/pulls/{number}/reviews", body=body)
+        if status == 422:
+            # One bad comment fails the whole review (GitHub docs). Post the review bare, then
+            # each comment on its own, so a comment GitHub refuses never takes the others down.
+            log.warning("review rejected (%s); posting comments one by one", _message(text))
+            comments: list[dict[str, Any]] = body.pop("comments")
+            status, _, text = self._call("POST", f"/repos/{repo}/pulls/{number}/reviews", body=body)
+            if status in (200, 201):
+                for comment in comments:
+                    self._single_comment(repo, number, head_sha, comment)
+        if status not in (200, 201):
+            raise GitHubError(
+                f"GitHub answered {status} to the review: {_message(text)}",
+                reason=f"github_{status}",
+            )
+        return True
+
+    def _single_comment(
+        self, repo: str, number: int, head_sha: str, comment: Mapping[str, Any]
+    ) -> None:
+        path = f"/repos/{repo}/pulls/{number}/comments"
+        status, _, text = self._call("POST", path, body={**comment, "commit_id": head_sha})
+        if status not in (200, 201):
+            log.warning(
+                "comment on %s:%s refused: %s",
+                comment.get("path"),
+                comment.get("line"),
+                _message(text),
+            )
+
+    def _upsert_summary(self, repo: str, number: int, existing: int | None, body: str) -> int:
+        if existing is not None:
+            self._json("PATCH", f"/repos/{repo}/issues/comments/{existing}", body={"body": body})
+            return existing
+        return int(
+            self._json("POST", f"/repos/{repo}/issues/{number}/comments", body={"body": body})["id"]
+        )
+
+    def post_comment(self, repo: str, number: int, body: str) -> int:
+        """A new comment on an issue or PR."""
+        return int(
+            self._json("POST", f"/repos/{repo}/issues/{number}/comments", body={"body": body})["id"]
+        )
+
+    # --- check runs -------------------------------------------------------------------------
+
+    def start_check(self, repo: str, head_sha: str, name: str = "secreview") -> int:
+        """The in-progress check run ``name`` on ``head_sha``, reused when it exists."""
+        data = self._json(
+            "GET", f"/repos/{repo}/commits/{head_sha}/check-runs", params={"check_name": name}
+        )
+        for run in data.get("check_runs", []):
+            if run.get("name") == name:
+                return int(run["id"])
+        run = self._json(
+            "POST",
+            f"/repos/{repo}/check-runs",
+            body={
+                "name": name,
+                "head_sha": head_sha,
+                "status": "in_progress",
+                "started_at": _now(),
+                "output": {"title": "Reviewing", "summary": "secreview is reviewing this change."},
+            },
+        )
+        return int(run["id"])
+
+    def finish_check(
+        self,
+        repo: str,
+        check_run_id: int,
+        conclusion: str,
+        title: str,
+        summary: str,
+        annotations: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Complete the check run; annotations go in batches of 50 (GitHub's limit)."""
+        notes = list(annotations)
+        batches = [
+            notes[i : i + ANNOTATION_BATCH] for i in range(0, len(notes), ANNOTATION_BATCH)
+        ] or [[]]
+        for i, batch in enumerate(batches):
+            body: dict[str, Any] = {
+                "output": {"title": title[:255], "summary": summary[:65000], "annotations": batch}
+            }
+            if i == len(batches) - 1:
+                body.update(status="completed", conclusion=conclusion, completed_at=_now())
+            self._json("PATCH", f"/repos/{repo}/check-runs/{check_run_id}", body=body)
+
+    # --- code scanning --------------------------------------------------------------------
+
+    def upload_sarif(self, repo: str, commit_sha: str, ref: str, sarif: Mapping[str, Any]) -> str:
+        """Upload SARIF to code scanning for ``commit_sha`` (gzip + base64, ≤ 10 MB)."""
+        payload = render.sarif_gzip_base64(dict(sarif))
+        if len(payload) > 10 * 1024 * 1024:
+            raise GitHubError(
+                "SARIF is over GitHub's 10 MB limit after compression", reason="sarif_too_large"
+            )
+        data = self._json(
+            "POST",
+            f"/repos/{repo}/code-scanning/sarifs",
+            body={"commit_sha": commit_sha, "ref": ref, "sarif": payload, "tool_name": "secreview"},
+        )
+        return str(data.get("id", ""))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _message(text: str) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:200]
+    if isinstance(data, dict):
+        return str(data.get("message", ""))[:200] + (
+            f" {data['errors']}" if data.get("errors") else ""
+        )
+    return text[:200]
