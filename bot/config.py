@@ -113,6 +113,7 @@ class Settings:
     daily_token_budget_repo: int = 0
     visibility_timeout_s: int = 7200
     model_deadline_s: int = 1800
+    first_poll_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +144,7 @@ class Settings:
             daily_token_budget_repo=_int(env, "SECREVIEW_DAILY_TOKENS_REPO", 0),
             visibility_timeout_s=_int(env, "SECREVIEW_VISIBILITY_TIMEOUT", 7200, minimum=1),
             model_deadline_s=_int(env, "SECREVIEW_MODEL_DEADLINE", 1800, minimum=10),
+            first_poll_s=_float(env, "SECREVIEW_FIRST_POLL", 5.0) or 5.0,
         )
 
     @property

@@ -179,7 +179,7 @@ def review_pull_request(job: ReviewJob, svc: Services) -> tuple[Next, Target | N
         state = svc.store.load(target.key)
         if state is not None and not _restart(job, state):
             if state.status == "submitted":
-                step = _again("resumed", FIRST_POLL_S, state)
+                step = _again("resumed", svc.settings.first_poll_s, state)
                 svc.store.save(target.key, state)
                 return step, target
             return Next(f"already {state.status}"), target
@@ -221,7 +221,7 @@ def _start(inst: InstallationPort, pr: Any, target: Target, svc: Services) -> Ne
         return _finish(inst, pr, config, plan, state, target, svc)
     backend = svc.backend()
     _submit(backend, plan, list(plan.requests), state)
-    step = _again(f"submitted {len(plan.requests)} units", FIRST_POLL_S, state)
+    step = _again(f"submitted {len(plan.requests)} units", svc.settings.first_poll_s, state)
     svc.store.save(target.key, state)
     log.info(
         "review submitted",
@@ -349,7 +349,7 @@ def poll_model_job(target: Target, svc: Services, token: str = "") -> Next:
     """Poll the review's batches; when every unit is answered, evaluate and publish."""
     with svc.store.lock(target.key) as held:
         if not held:
-            return Next("another task is working on this review", FIRST_POLL_S, token)
+            return Next("another task is working on this review", svc.settings.first_poll_s, token)
         state = svc.store.load(target.key)
         if state is None or state.status != "submitted":
             return Next(f"nothing to poll ({state.status if state else 'no review'})")
@@ -375,7 +375,9 @@ def _poll(target: Target, state: ReviewState, svc: Services) -> Next:
         if svc.clock() - state.started > svc.settings.model_deadline_s:
             _time_out(state)
         else:
-            step = _again("waiting for the model", poll_delay(state.polls), state)
+            step = _again(
+                "waiting for the model", poll_delay(state.polls, svc.settings.first_poll_s), state
+            )
             svc.store.save(target.key, state)
             return step
     inst = svc.github(target.installation_id)
@@ -404,9 +406,9 @@ def _affinity(target: Target, state: ReviewState) -> str:
     return prompts.affinity_key(target.installation_id, target.repo, state.prefix_sha, "review")
 
 
-def poll_delay(polls: int) -> float:
+def poll_delay(polls: int, first: float = FIRST_POLL_S) -> float:
     """A growing countdown between polls: 5 s, 7.5 s, 11 s … capped at a minute."""
-    return float(min(MAX_POLL_S, FIRST_POLL_S * 1.5**polls))
+    return float(min(MAX_POLL_S, first * 1.5**polls))
 
 
 def _time_out(state: ReviewState) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import jwt
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -147,9 +149,9 @@ class FakeGitHub:
             Route(r + "/tarball/{ref:path}", self._tarball, methods=["GET"]),
             Route(r + "/collaborators/{user}/permission", self._permission, methods=["GET"]),
         ]
-        app = Starlette(routes=routes)
-        app.middleware("http")(self._guard)
-        return app
+        return Starlette(
+            routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=self._guard)]
+        )
 
     async def _guard(self, request: Request, call_next: Callable[[Request], Any]) -> Response:
         path = request.url.path
