@@ -42,7 +42,15 @@ class ReviewJob:
 
     def kwargs(self) -> dict[str, Any]:
         """The task's keyword arguments (JSON types only)."""
-        return dataclasses.asdict(self)
+        # Spelled out: this runs for every webhook and asdict's deep copy costs more.
+        return {
+            "installation_id": self.installation_id,
+            "repo": self.repo,
+            "pr": self.pr,
+            "head_sha": self.head_sha,
+            "delivery_id": self.delivery_id,
+            "trigger": self.trigger,
+        }
 
 
 @dataclass(frozen=True, slots=True)

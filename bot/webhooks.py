@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from bot.errors import InvalidSignature, SecreviewError
 
@@ -43,7 +44,7 @@ class Delivery:
 
 def signature(secret: str, body: bytes) -> str:
     """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.digest(secret.encode(), body, hashlib.sha256).hex()
 
 
 def verify_signature(secret: str, body: bytes, header: str | None) -> None:
@@ -65,8 +66,8 @@ def parse(headers: Mapping[str, str], body: bytes) -> Delivery:
     if not delivery_id or len(delivery_id) > 100:
         raise BadDelivery("missing or oversized X-GitHub-Delivery header")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise BadDelivery("body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadDelivery("body is not a JSON object")

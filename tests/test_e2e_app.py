@@ -34,7 +34,10 @@ INSTALLATION = 42
 HEAD1 = "1" * 40
 HEAD2 = "2" * 40
 DIFF1 = (ROOT / "examples" / "vulnerable.diff").read_text()
-SQLI = """+    query = f"SELECT id, name, price FROM products WHERE name LIKE '%{term}%' ORDER BY {order}\""""
+SQLI = (
+    '+    query = f"SELECT id, name, price FROM products '
+    """WHERE name LIKE '%{term}%' ORDER BY {order}\""""
+)
 SAFE = """+    query = "SELECT id, name, price FROM products WHERE name LIKE ? ORDER BY id\""""
 DIFF2 = DIFF1.replace(SQLI, SAFE)
 
@@ -138,22 +141,21 @@ def stack(redis_url: str, tmp_path: Path, app_key: tuple[str, str]) -> Iterator[
             "LOG_LEVEL": "INFO",
         }
         web = Proc([*SECREVIEW, "serve", "--port", str(port)], env, tmp_path / "web.log").start()
-        worker = start_worker(env, tmp_path)
+        stack = Stack(
+            fake,
+            model,
+            redis.Redis.from_url(redis_url),
+            env,
+            f"http://127.0.0.1:{port}",
+            tmp_path,
+            start_worker(env, tmp_path),
+        )
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz", proc=web)
-            yield Stack(
-                fake,
-                model,
-                redis.Redis.from_url(redis_url),
-                env,
-                f"http://127.0.0.1:{port}",
-                tmp_path,
-                worker,
-            )
+            yield stack
         finally:
             web.stop()
-            stack_worker = worker
-            stack_worker.stop()
+            stack.worker.stop()  # the current one: a test may have replaced it
 
 
 def wait_published(stack: Stack, head: str, timeout: float = 90) -> dict[str, Any]:
