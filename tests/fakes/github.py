@@ -79,7 +79,8 @@ class Recorded:
 class FakeGitHub:
     """State plus a Starlette app; seed it from Python, then point ``GITHUB_API_URL`` at it."""
 
-    def __init__(self, app_id: str, public_key_pem: str) -> None:
+    def __init__(self, app_id: str, public_key_pem: str, base_path: str = "") -> None:
+        self.base_path = base_path  # "/api/v3" for a GitHub Enterprise Server style URL
         self.app_id = app_id
         self.public_key = public_key_pem
         self.repos: dict[str, Repo] = {}
@@ -129,9 +130,13 @@ class FakeGitHub:
     # --- the app -----------------------------------------------------------------------------
 
     def _build(self) -> Starlette:
-        r = "/repos/{owner}/{name}"
+        r = self.base_path + "/repos/{owner}/{name}"
         routes = [
-            Route("/app/installations/{iid:int}/access_tokens", self._token, methods=["POST"]),
+            Route(
+                self.base_path + "/app/installations/{iid:int}/access_tokens",
+                self._token,
+                methods=["POST"],
+            ),
             Route(r + "/installation", self._installation, methods=["GET"]),
             Route(r + "/pulls/{n:int}", self._pull, methods=["GET"]),
             Route(r + "/pulls/{n:int}/files", self._files, methods=["GET"]),
@@ -154,7 +159,7 @@ class FakeGitHub:
         )
 
     async def _guard(self, request: Request, call_next: Callable[[Request], Any]) -> Response:
-        path = request.url.path
+        path = request.url.path.removeprefix(self.base_path)
         body: Any = None
         if request.method in ("POST", "PATCH", "PUT"):
             raw = await request.body()
