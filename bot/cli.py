@@ -175,6 +175,9 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
             progress=progress_printer(sys.stderr, args.quiet),
             min_confidence=config.min_confidence,
         )
+    result, notes = engine.suppress(result, config)
+    for note in notes:
+        sys.stderr.write(f"secreview: {note}\n")
     write_report(result, args.format, args.output)
     _warn_incomplete(result)
     return exit_status(result, args.fail_on or config.fail_on)

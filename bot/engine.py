@@ -26,6 +26,7 @@ from bot.errors import (
 from bot.findings import Coverage, Finding, Rejection, ReviewResult, Stats
 from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
 from bot.prompts import PRContext, Prefix, RepoContext
+from bot.repo_config import RepoConfig
 
 INVALID_OUTPUT = "invalid_model_output"
 Progress = Callable[[int, int, Usage], None]
@@ -396,3 +397,18 @@ def execute(
         )
     ordered = [first[u.id] for u in plan.units if u.id in first]
     return assemble(plan, ordered, model=backend.model)
+
+
+def suppress(result: ReviewResult, config: RepoConfig) -> tuple[ReviewResult, list[str]]:
+    """Drop findings the base-branch config ignores or accepts (until their date); say so."""
+    kept, notes = [], []
+    for f in result.findings:
+        rule = config.suppressed(f.fingerprint)
+        if rule is None:
+            kept.append(f)
+            continue
+        until = f" until {rule.until.isoformat()}" if rule.until else ""
+        notes.append(
+            f"`{f.fingerprint}` ({f.title}) suppressed{until}: {rule.reason or 'no reason'}"
+        )
+    return dataclasses.replace(result, findings=tuple(kept)), notes

@@ -81,6 +81,7 @@ class InstallationPort(Protocol):
     def pull_request(self, repo: str, number: int) -> Any: ...
     def pull_diff(self, repo: str, number: int) -> Any: ...
     def repo_config(self, repo: str, base_ref: str) -> RepoConfig: ...
+    def post_comment(self, repo: str, number: int, body: str) -> int: ...
     def start_check(self, repo: str, head_sha: str, name: str = ...) -> int: ...
     def finish_check(
         self,
@@ -454,6 +455,7 @@ def _finish(
     ]
     model = svc.settings.model if plan.requests else None
     result = engine.assemble(plan, outcomes, model=model, extra_usage=_spent(state))
+    result, notes = engine.suppress(result, config)
     inst.publish_review(
         target.repo,
         pr,
@@ -461,6 +463,7 @@ def _finish(
         result,
         config,
         check_run_id=state.check_run_id,
+        notes=notes,
         files=plan.files,
     )
     state.status = "published"
