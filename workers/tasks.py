@@ -84,8 +84,8 @@ def _lazy_services(settings: Settings) -> Callable[[], pipeline.Services]:
     def get() -> pipeline.Services:
         if not built:
             import redis
-            from bot.github import GitHubApp
 
+            from bot.github import GitHubApp
             from bot.llm import create_backend
 
             app = GitHubApp(settings)
