@@ -10,11 +10,13 @@ from __future__ import annotations
 import ast
 import io
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from bot.diff import ChangedFile, Hunk
 from bot.findings import Finding, Severity
+from bot.redact import redact_text
 
 log = logging.getLogger("secreview.analyzers")
 
@@ -23,6 +25,8 @@ _SEVERITY: dict[str, Severity] = {"HIGH": "high", "MEDIUM": "medium", "LOW": "lo
 _CONFIDENCE = {"HIGH": 0.9, "MEDIUM": 0.7, "LOW": 0.4}
 # Bandit checks that are noise for a security review posted on pull requests.
 _SKIP_TESTS = frozenset({"B101"})  # assert used: only matters under python -O
+_PASSWORD_TESTS = frozenset({"B105", "B106", "B107"})  # their messages quote the password
+_STRING = re.compile(r"""(['"])(?:\\.|(?!\1).)*\1""")
 
 
 def is_python(path: str) -> bool:
@@ -58,8 +62,14 @@ def _finding(path: str, issue: object, lines: Sequence[str]) -> Finding:
     lineno = int(getattr(issue, "lineno", 1) or 1)
     cwe = getattr(getattr(issue, "cwe", None), "id", 0) or 0
     test_id = str(getattr(issue, "test_id", ""))
-    text = str(getattr(issue, "text", "")).strip()
-    evidence = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+    # Bandit quotes what it found ("Possible hardcoded password: '...'"): a secret it saw must
+    # not leave through its message or the evidence, any more than through a prompt.
+    text = redact_text(str(getattr(issue, "text", "")).strip()).text
+    raw = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+    evidence = redact_text(raw).text
+    if test_id in _PASSWORD_TESTS:
+        text = "Possible hard-coded password"
+        evidence = _STRING.sub("'[REDACTED:password]'", evidence)
     return Finding(
         path=path,
         line=lineno,

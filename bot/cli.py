@@ -45,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--description", default="", help="pull request description (context)")
     _report_options(review)
     review.set_defaults(func=cmd_review)
-    from bot import cli_app
+    from bot import cli_app, cli_scan
     from workers import command as worker_command
 
+    cli_scan.register(sub, _report_options)
     cli_app.register(sub)
     worker_command.register(sub)
     return parser
@@ -179,11 +180,11 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     for note in notes:
         sys.stderr.write(f"secreview: {note}\n")
     write_report(result, args.format, args.output)
-    _warn_incomplete(result)
+    warn_incomplete(result)
     return exit_status(result, args.fail_on or config.fail_on)
 
 
-def _warn_incomplete(result: ReviewResult) -> None:
+def warn_incomplete(result: ReviewResult) -> None:
     for skip in result.failed_units:
         sys.stderr.write(f"secreview: warning: not reviewed: {skip.path} ({skip.reason})\n")
 

@@ -364,7 +364,7 @@ class _Driver:
 RETRYABLE_ERRORS = ("model_capacity", "model_timeout", "missing_response", "model_transport")
 
 
-def _retryable(error: str | None) -> bool:
+def is_retryable(error: str | None) -> bool:
     """Errors of one unit worth one more try (the batch API's capacity and timeouts)."""
     return error is not None and error.startswith(RETRYABLE_ERRORS)
 
@@ -389,7 +389,7 @@ def execute(
         r.external_reference: evaluate(plan, r, min_confidence=min_confidence)
         for r in driver.run(plan.requests)
     }
-    retry = [plan.request(u) for u, o in first.items() if o.invalid_output or _retryable(o.error)]
+    retry = [plan.request(u) for u, o in first.items() if o.invalid_output or is_retryable(o.error)]
     for result in driver.run(retry) if retry else []:
         unit = result.external_reference
         first[unit] = merge_attempts(

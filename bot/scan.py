@@ -82,7 +82,7 @@ _BINARY_SUFFIXES = (
     ".bz2",
     ".7z",
 )
-_DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
+_DOC_SUFFIXES = (".md", ".rst", ".adoc")
 
 # Where vulnerabilities live: request handlers, auth, crypto, deserialization, shell and SQL,
 # templates, CI workflows and infrastructure code. (pattern, weight)

@@ -1,0 +1,224 @@
+"""Running a scan through the async batch API, resumable: every submitted batch and every answer
+is recorded before the next step, so a scan killed midway polls what it already paid for instead
+of submitting it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot import engine, llm, prompts
+from bot.errors import ModelError, ModelQuotaExceeded, ModelUnavailable, PayloadTooLarge
+from bot.findings import ReviewResult
+from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
+
+State = dict[str, Any]
+Progress = Callable[[int, int, Usage], None]
+
+
+class ScanStore(Protocol):
+    """Where a scan keeps its progress (a JSON file for the CLI, Redis for the App)."""
+
+    def load(self) -> State | None: ...
+    def save(self, state: State) -> None: ...
+
+
+class FileStore:
+    """Scan progress in a JSON file, replaced atomically on every save."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> State | None:
+        """The saved state, or None for a new scan."""
+        try:
+            data: State = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def save(self, state: State) -> None:
+        """Write ``state`` (to a temporary file first, so a kill never leaves half a file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+class RedisStore:
+    """Scan progress under one Redis key (for scans run by the App's workers)."""
+
+    def __init__(self, client: Any, key: str, ttl_s: int = 7 * 24 * 3600) -> None:
+        self.redis, self.key, self.ttl = client, key, ttl_s
+
+    def load(self) -> State | None:
+        raw = self.redis.get(self.key)
+        return None if raw is None else dict(json.loads(raw))
+
+    def save(self, state: State) -> None:
+        self.redis.set(self.key, json.dumps(state), ex=self.ttl)
+
+
+def plan_key(plan: engine.ReviewPlan) -> str:
+    """A digest of exactly what would be sent: the same scan resumes, a changed one starts over."""
+    digest = hashlib.sha256(plan.prefix.sha256.encode())
+    for request in plan.requests:
+        digest.update(request.external_reference.encode())
+        for message in request.messages:
+            digest.update(message["content"].encode())
+    return digest.hexdigest()[:32]
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: engine.ReviewPlan,
+        backend: ModelBackend,
+        store: ScanStore,
+        progress: Progress | None,
+        sleep: Callable[[float], None],
+        poll_interval: float,
+        deadline_s: float,
+    ) -> None:
+        self.plan, self.backend, self.store = plan, backend, store
+        self.progress, self.sleep = progress, sleep
+        self.poll_interval, self.deadline_s = poll_interval, deadline_s
+        self.state: State = store.load() or {"key": plan_key(plan), "batches": []}
+        self.fmt = prompts.response_format()
+
+    def _save(self) -> None:
+        self.store.save(self.state)
+
+    def _report(self) -> None:
+        if self.progress is None:
+            return
+        done = [b for b in self.state["batches"] if b["done"] and b["round"] == 1]
+        usage = Usage()
+        for b in self.state["batches"]:
+            for r in b.get("results", {}).values():
+                usage = usage + Usage(*r[1])
+        self.progress(sum(len(b["refs"]) for b in done), len(self.plan.units), usage)
+
+    def submit(self, requests: Sequence[ModelRequest], round_: int) -> None:
+        """Submit what is not recorded yet for this round, in batches under the payload limit."""
+        known = {(b["round"], r) for b in self.state["batches"] for r in b["refs"]}
+        todo = [r for r in requests if (round_, r.external_reference) not in known]
+        size = lambda r: llm.batch_payload_size([r], self.fmt)  # noqa: E731
+        for chunk in engine.batches(todo, size, llm.MAX_BATCH_BYTES):
+            self._submit_chunk(list(chunk), round_)
+
+    def _submit_chunk(self, chunk: list[ModelRequest], round_: int) -> None:
+        refs = [r.external_reference for r in chunk]
+        try:
+            request_id = self.backend.submit_batch(chunk, affinity=self.plan.affinity)
+        except PayloadTooLarge as exc:
+            if len(chunk) > 1:  # Workers AI 3006: split and try each half
+                half = len(chunk) // 2
+                self._submit_chunk(chunk[:half], round_)
+                self._submit_chunk(chunk[half:], round_)
+                return
+            self._record_failed(refs, round_, exc)
+            return
+        except (ModelQuotaExceeded, ModelUnavailable):
+            raise
+        except ModelError as exc:
+            if exc.reason == "model_auth" or not exc.retryable:
+                raise
+            self._record_failed(refs, round_, exc)
+            return
+        self.state["batches"].append(
+            {"round": round_, "refs": refs, "request_id": request_id, "done": False, "results": {}}
+        )
+        self._save()
+
+    def _record_failed(self, refs: list[str], round_: int, exc: ModelError) -> None:
+        error = f"{exc.reason}: {exc}"
+        results = {ref: [None, [0, 0, 0], error] for ref in refs}
+        self.state["batches"].append(
+            {"round": round_, "refs": refs, "request_id": "", "done": True, "results": results}
+        )
+        self._save()
+
+    def wait(self) -> None:
+        """Poll every pending batch until all are done or the deadline passes."""
+        started, interval = time.monotonic(), self.poll_interval
+        while pending := [b for b in self.state["batches"] if not b["done"]]:
+            for batch in pending:
+                status = self.backend.poll_batch(
+                    batch["request_id"], batch["refs"], affinity=self.plan.affinity
+                )
+                if status.done:
+                    batch["results"] = {r.external_reference: _stored(r) for r in status.results}
+                    batch["done"] = True
+                    self._save()
+                    self._report()
+            if not [b for b in self.state["batches"] if not b["done"]]:
+                return
+            if time.monotonic() - started > self.deadline_s:
+                for batch in pending:
+                    if not batch["done"]:
+                        batch["results"] = {
+                            r: [None, [0, 0, 0], "model_timeout: scan deadline"]
+                            for r in batch["refs"]
+                        }
+                        batch["done"] = True
+                self._save()
+                return
+            self.sleep(interval)
+            interval = min(interval * 1.5, 30.0)
+
+    def results(self, round_: int) -> dict[str, ModelResult]:
+        out = {}
+        for b in self.state["batches"]:
+            if b["round"] == round_:
+                for ref, (content, usage, error) in b["results"].items():
+                    out[ref] = ModelResult(ref, content, Usage(*usage), error)
+        return out
+
+
+def _stored(result: ModelResult) -> list[Any]:
+    u = result.usage
+    return [result.content, [u.prompt_tokens, u.cached_tokens, u.completion_tokens], result.error]
+
+
+def run_scan(
+    plan: engine.ReviewPlan,
+    backend: ModelBackend,
+    store: ScanStore,
+    *,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_interval: float = 2.0,
+    deadline_s: float = 3600.0,
+    min_confidence: float = 0.0,
+) -> ReviewResult:
+    """Review every unit of a scan plan; resumable through ``store``."""
+    if not backend.supports_batch:
+        return engine.execute(plan, backend, progress=progress, min_confidence=min_confidence)
+    run = _Run(plan, backend, store, progress, sleep, poll_interval, deadline_s)
+    run.submit(plan.requests, 1)
+    run.wait()
+    first = {
+        ref: engine.evaluate(plan, r, min_confidence=min_confidence)
+        for ref, r in run.results(1).items()
+    }
+    retry = [
+        plan.request(ref)
+        for ref, o in first.items()
+        if o.invalid_output or engine.is_retryable(o.error)
+    ]
+    if retry:
+        run.submit(retry, 2)
+        run.wait()
+        for ref, r in run.results(2).items():
+            first[ref] = engine.merge_attempts(
+                first[ref], engine.evaluate(plan, r, min_confidence=min_confidence)
+            )
+    ordered = [first[u.id] for u in plan.units if u.id in first]
+    return engine.assemble(plan, ordered, model=backend.model)
