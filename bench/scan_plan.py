@@ -161,7 +161,7 @@ def main() -> None:
     }
     path = write_result("scan_plan", result)
     print(
-        f"tree: {counts['files']:,} files, {counts['lines']:,} lines (+ vendored, binary, lock noise)"
+        f"tree: {counts['files']:,} files, {counts['lines']:,} lines (+ vendored, binary, lock)"
     )
     print(f"bare walk      {bare['seconds']:7.2f} s  {bare['peak_rss_mb']:7.1f} MB")
     print(
