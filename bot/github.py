@@ -304,6 +304,10 @@ class Installation:
         data = self._json("GET", f"/repos/{repo}/collaborators/{quote(user)}/permission")
         return str(data.get("permission", "none"))
 
+    def default_branch(self, repo: str) -> str:
+        """The repository's default branch name."""
+        return str(self._json("GET", f"/repos/{repo}").get("default_branch") or "main")
+
     def resolve_ref(self, repo: str, ref: str) -> str:
         """The commit sha ``ref`` points at."""
         return str(self._json("GET", f"/repos/{repo}/commits/{quote(ref, safe='')}")["sha"])

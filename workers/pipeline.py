@@ -456,6 +456,9 @@ def _finish(
     model = svc.settings.model if plan.requests else None
     result = engine.assemble(plan, outcomes, model=model, extra_usage=_spent(state))
     result, notes = engine.suppress(result, config)
+    from workers.scan import baseline_notes
+
+    notes += baseline_notes(svc.redis, target.repo, result.findings)
     inst.publish_review(
         target.repo,
         pr,

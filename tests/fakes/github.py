@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import io
 import itertools
 import re
@@ -84,6 +85,7 @@ class FakeGitHub:
         self.app_id = app_id
         self.public_key = public_key_pem
         self.repos: dict[str, Repo] = {}
+        self.shas: dict[str, str] = {}  # commit sha → the branch it was resolved from
         self.tokens: dict[str, tuple[int, dt.datetime]] = {}
         self.requests: list[Recorded] = []
         self.issue_comments: list[dict[str, Any]] = []
@@ -137,6 +139,7 @@ class FakeGitHub:
                 self._token,
                 methods=["POST"],
             ),
+            Route(r, self._repo_info, methods=["GET"]),
             Route(r + "/installation", self._installation, methods=["GET"]),
             Route(r + "/pulls/{n:int}", self._pull, methods=["GET"]),
             Route(r + "/pulls/{n:int}/files", self._files, methods=["GET"]),
@@ -227,6 +230,14 @@ class FakeGitHub:
             status_code=201,
         )
 
+    async def _repo_info(self, request: Request) -> Response:
+        repo = self._repo(request)
+        if repo is None:
+            return _not_found()
+        return JSONResponse(
+            {"full_name": repo.full_name, "default_branch": repo.default_branch, "private": True}
+        )
+
     async def _installation(self, request: Request) -> Response:
         repo = self._repo(request)
         if repo is None:
@@ -270,6 +281,7 @@ class FakeGitHub:
         if repo is None:
             return _not_found()
         ref = request.query_params.get("ref", repo.default_branch)
+        ref = self.shas.get(ref, ref)
         data = repo.files.get((ref, request.path_params["path"]))
         if data is None:
             return _not_found()
@@ -478,11 +490,12 @@ class FakeGitHub:
         if repo is None:
             return _not_found()
         ref = request.path_params["ref"]
-        sha = (
-            ref
-            if re.fullmatch(r"[0-9a-f]{40}", ref)
-            else format(abs(hash((repo.full_name, ref))), "040x")[:40]
-        )
+        if ref == "HEAD":
+            ref = repo.default_branch
+        if re.fullmatch(r"[0-9a-f]{40}", ref):
+            return JSONResponse({"sha": ref, "commit": {"message": "x"}})
+        sha = hashlib.sha1(f"{repo.full_name}@{ref}".encode()).hexdigest()
+        self.shas[sha] = ref  # contents and tarballs at this sha are the branch's
         return JSONResponse({"sha": sha, "commit": {"message": "x"}})
 
     async def _sarif(self, request: Request) -> Response:
@@ -506,7 +519,7 @@ class FakeGitHub:
         repo = self._repo(request)
         if repo is None:
             return _not_found()
-        ref = request.path_params["ref"]
+        ref = self.shas.get(request.path_params["ref"], request.path_params["ref"])
         buf = io.BytesIO()
         top = f"{repo.full_name.replace('/', '-')}-{ref[:7]}"
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
