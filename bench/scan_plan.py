@@ -160,9 +160,7 @@ def main() -> None:
         and planned["requests"] <= minimum * 1.10,
     }
     path = write_result("scan_plan", result)
-    print(
-        f"tree: {counts['files']:,} files, {counts['lines']:,} lines (+ vendored, binary, lock)"
-    )
+    print(f"tree: {counts['files']:,} files, {counts['lines']:,} lines (+ vendored, binary, lock)")
     print(f"bare walk      {bare['seconds']:7.2f} s  {bare['peak_rss_mb']:7.1f} MB")
     print(
         f"planning       {planned['seconds']:7.2f} s  {planned['peak_rss_mb']:7.1f} MB  "
