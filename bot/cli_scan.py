@@ -6,15 +6,18 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from bot import analyzers, engine, scan
+from bot import analyzers, engine, llm, scan
 from bot.config import Settings
-from bot.errors import UsageError
+from bot.errors import ConfigError, UsageError
 from bot.findings import Finding, ReviewResult
+from bot.llm import Usage
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 
+_SHA = re.compile(r"[0-9a-f]{40}")
 _REMOTE = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)(?:@(?P<ref>.+))?$")
 DEFAULT_STATE_DIR = Path(os.path.expanduser("~")) / ".cache" / "secreview" / "scans"
 
@@ -54,16 +57,21 @@ def _local(target: str) -> tuple[Any, RepoConfig, Any]:
     return scan.walk_tree(root), config, local_repo_context(root, instructions=config.instructions)
 
 
-def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any, str, str]:
+def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any, str, str, str]:
     m = _REMOTE.match(target)
-    if m is None:
+    if m is None or Path(target).exists():
         raise UsageError(f"{target!r} is neither a directory nor OWNER/REPO[@REF]")
+    if not settings.github_app_id or not settings.github_private_key:
+        raise ConfigError(
+            f"{target!r} is not a local directory; scanning OWNER/REPO goes through the GitHub "
+            "App: set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
+        )
     from bot.context import detect_repo_context
     from bot.github import GitHubApp
 
     repo = m.group("repo")
     inst = GitHubApp(settings).installation_for_repo(repo)
-    ref = m.group("ref") or "HEAD"
+    ref = m.group("ref") or inst.default_branch(repo)
     sha = inst.resolve_ref(repo, ref)
     config = inst.repo_config(repo, sha)
     entries = list(scan.walk_tarball(inst.download_tarball(repo, sha)))
@@ -74,7 +82,10 @@ def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any,
         lambda p: texts[p].decode("utf-8", "replace") if p in texts else None,
         instructions=config.instructions,
     )
-    return entries, config, context, inst, repo, sha
+    git_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+    if _SHA.fullmatch(ref):  # a bare commit: code scanning files it under the default branch
+        git_ref = f"refs/heads/{inst.default_branch(repo)}"
+    return entries, config, context, inst, repo, sha, git_ref
 
 
 def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
@@ -96,6 +107,8 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         if args.max_cost is not None
         else (config.max_cost_usd if config.max_cost_usd is not None else settings.max_cost_usd)
     )
+    if max_cost is not None and max_cost < 0:
+        raise UsageError(f"--max-cost must be a dollar amount of at least 0, not {max_cost}")
     plan = scan.plan_scan(
         entries,
         config,
@@ -103,13 +116,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         model=settings.model,
         max_cost_usd=None if offline else max_cost,
     )
-    _say(
-        args,
-        f"planned {len(plan.files)} files in {len(plan.groups)} units "
-        f"(~{plan.estimated_tokens:,} tokens, ~${plan.estimated_cost_usd:.2f}); "
-        f"{len(plan.skipped)} skipped"
-        + (f", {len(plan.over_budget)} over the cost budget" if plan.over_budget else ""),
-    )
+    _announce(args, plan, offline, max_cost)
     review = engine.plan_files(
         plan.changed_files(),
         skipped=plan.skipped,
@@ -122,7 +129,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(cli.OFFLINE_NOTICE)
         result = engine.offline_result(review)
     else:
-        result = _run(review, settings, args, config)
+        result = _run(review, settings, args, config, len(plan.files))
     result, notes = engine.suppress(result, config)
     for note in notes:
         _say(args, note)
@@ -141,10 +148,60 @@ def _bandit(plan: scan.ScanPlan) -> list[Finding]:
     return out
 
 
+def _announce(
+    args: argparse.Namespace, plan: scan.ScanPlan, offline: bool, max_cost: float | None
+) -> None:
+    """One line on what will be reviewed, and what a cost budget leaves out."""
+    skipped = f"{len(plan.skipped)} skipped (listed in the report)"
+    if offline:
+        _say(args, f"analyzing {len(plan.files)} files; {skipped}")
+        return
+    _say(
+        args,
+        f"planned {len(plan.files)} files in {len(plan.groups)} units "
+        f"(~{plan.estimated_tokens:,} tokens, ~${plan.estimated_cost_usd:.2f}); {skipped}",
+    )
+    if plan.over_budget:
+        shown = ", ".join(plan.over_budget[:5])
+        more = f" and {len(plan.over_budget) - 5} more" if len(plan.over_budget) > 5 else ""
+        _say(
+            args,
+            f"{len(plan.over_budget)} lower-ranked files left out to stay under the "
+            f"${max_cost:.2f} cost budget: {shown}{more}",
+        )
+
+
+def progress_printer(
+    stream: TextIO, quiet: bool, files: int, model: str
+) -> Callable[[int, int, Usage], None] | None:
+    """Scan progress: a rewriting bar on a terminal, one plain line per step otherwise."""
+    if quiet:
+        return None
+    tty = stream.isatty()
+
+    def show(done: int, total: int, usage: Usage) -> None:
+        share = usage.cached_tokens / usage.prompt_tokens if usage.prompt_tokens else 0.0
+        filled = int(24 * done / total) if total else 24
+        bar = f"[{'#' * filled}{'.' * (24 - filled)}] " if tty else "secreview: "
+        line = (
+            f"{bar}{files} files, {done}/{total} units, {usage.prompt_tokens:,} tokens "
+            f"({share:.0%} cached), ${llm.cost_usd(model, usage):.4f} so far"
+        )
+        stream.write(f"\r{line}" if tty else f"{line}\n")
+        if tty and done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
 def _run(
-    review: engine.ReviewPlan, settings: Settings, args: argparse.Namespace, config: RepoConfig
+    review: engine.ReviewPlan,
+    settings: Settings,
+    args: argparse.Namespace,
+    config: RepoConfig,
+    files: int,
 ) -> ReviewResult:
-    from bot import cli
     from bot.llm import create_backend
     from bot.scan_run import FileStore, plan_key, run_scan
 
@@ -155,7 +212,7 @@ def _run(
         review,
         create_backend(settings),
         store,
-        progress=cli.progress_printer(sys.stderr, args.quiet),
+        progress=progress_printer(sys.stderr, args.quiet, files, settings.model),
         min_confidence=config.min_confidence,
     )
 
@@ -165,17 +222,9 @@ def _upload(args: argparse.Namespace, result: ReviewResult, remote: list[Any]) -
         return
     from bot import render
 
-    inst, repo, sha = remote
-    sarif_id = inst.upload_sarif(
-        repo, sha, f"refs/heads/{_branch(args.target)}", render.report_sarif(result)
-    )
-    _say(args, f"uploaded SARIF to code scanning of {repo}@{sha[:12]} ({sarif_id})")
-
-
-def _branch(target: str) -> str:
-    m = _REMOTE.match(target)
-    ref = m.group("ref") if m else None
-    return ref if ref and not re.fullmatch(r"[0-9a-f]{40}", ref) else "main"
+    inst, repo, sha, git_ref = remote
+    sarif_id = inst.upload_sarif(repo, sha, git_ref, render.report_sarif(result))
+    _say(args, f"uploaded SARIF to code scanning of {repo}@{sha[:12]} on {git_ref} ({sarif_id})")
 
 
 def _say(args: argparse.Namespace, line: str) -> None:

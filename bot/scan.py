@@ -34,6 +34,7 @@ from bot.tokens import CHARS_PER_TOKEN
 MAX_FILE_BYTES = 512 * 1024
 PREFIX_TOKENS_GUESS = 6000  # the cached system prefix, billed at the cached rate after the first
 COMPLETION_TOKENS_GUESS = 600  # what a unit's answer costs, on average
+OVER_BUDGET = "over cost budget"  # the skip reason of files a --max-cost leaves out
 _LINE_OVERHEAD = 10  # "   123 + " rendering of each line in a unit
 _SKIP_DIRS = frozenset(
     {
@@ -378,7 +379,7 @@ def plan_scan(
     over: list[str] = []
     if max_cost_usd is not None:
         chosen, over = _within_budget(ranked, budget_tokens, model, max_cost_usd)
-        skipped += [Skip(p, f"over the cost budget (${max_cost_usd:.2f})") for p in over]
+        skipped += [Skip(p, OVER_BUDGET) for p in over]
     bins = pack(chosen, budget_tokens)
     ordered = [f for b in bins for f in b]
     sizes = [sum(f.tokens for f in b) for b in bins]

@@ -52,17 +52,43 @@ class FileStore:
 
 
 class RedisStore:
-    """Scan progress under one Redis key (for scans run by the App's workers)."""
+    """Scan progress in one Redis hash (for the App's workers): a field per batch.
+
+    Only the batches that changed since the last save are written, so recording one answer
+    costs one field, not the whole scan.
+    """
 
     def __init__(self, client: Any, key: str, ttl_s: int = 7 * 24 * 3600) -> None:
         self.redis, self.key, self.ttl = client, key, ttl_s
+        self._written: dict[str, str] = {}
 
     def load(self) -> State | None:
-        raw = self.redis.get(self.key)
-        return None if raw is None else dict(json.loads(raw))
+        """The saved state, or None for a new scan."""
+        raw = self.redis.hgetall(self.key)
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        self._written = dict(fields)
+        meta = json.loads(fields.pop("meta", "{}"))
+        order = sorted(fields, key=lambda f: int(f.partition(":")[2]))
+        return {**meta, "batches": [json.loads(fields[f]) for f in order]}
 
     def save(self, state: State) -> None:
-        self.redis.set(self.key, json.dumps(state), ex=self.ttl)
+        """Write the fields that changed and renew the expiry, in one round trip."""
+        fields = {"meta": json.dumps({k: v for k, v in state.items() if k != "batches"})}
+        for i, batch in enumerate(state["batches"]):
+            fields[f"batch:{i}"] = json.dumps(batch)
+        changed = {k: v for k, v in fields.items() if self._written.get(k) != v}
+        pipe = self.redis.pipeline()
+        if changed:
+            pipe.hset(self.key, mapping=changed)
+        pipe.expire(self.key, self.ttl)
+        pipe.execute()
+        self._written.update(changed)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def plan_key(plan: engine.ReviewPlan) -> str:
@@ -75,7 +101,9 @@ def plan_key(plan: engine.ReviewPlan) -> str:
     return digest.hexdigest()[:32]
 
 
-class _Run:
+class ScanRun:
+    """One scan's batches: submit, poll, retry once, finish — each step recorded first."""
+
     def __init__(
         self,
         plan: engine.ReviewPlan,
@@ -145,33 +173,66 @@ class _Run:
         )
         self._save()
 
+    def poll_once(self) -> bool:
+        """Poll each pending batch once, keeping what finished; True when none is pending."""
+        for batch in [b for b in self.state["batches"] if not b["done"]]:
+            status = self.backend.poll_batch(
+                batch["request_id"], batch["refs"], affinity=self.plan.affinity
+            )
+            if status.done:
+                batch["results"] = {r.external_reference: _stored(r) for r in status.results}
+                batch["done"] = True
+                self._save()
+                self._report()
+        return not [b for b in self.state["batches"] if not b["done"]]
+
+    def time_out(self, reason: str) -> None:
+        """Give up on pending batches: their units are reported failed, never dropped."""
+        for batch in self.state["batches"]:
+            if not batch["done"]:
+                batch["results"] = {r: [None, [0, 0, 0], reason] for r in batch["refs"]}
+                batch["done"] = True
+        self._save()
+
     def wait(self) -> None:
         """Poll every pending batch until all are done or the deadline passes."""
         started, interval = time.monotonic(), self.poll_interval
-        while pending := [b for b in self.state["batches"] if not b["done"]]:
-            for batch in pending:
-                status = self.backend.poll_batch(
-                    batch["request_id"], batch["refs"], affinity=self.plan.affinity
-                )
-                if status.done:
-                    batch["results"] = {r.external_reference: _stored(r) for r in status.results}
-                    batch["done"] = True
-                    self._save()
-                    self._report()
-            if not [b for b in self.state["batches"] if not b["done"]]:
-                return
+        while not self.poll_once():
             if time.monotonic() - started > self.deadline_s:
-                for batch in pending:
-                    if not batch["done"]:
-                        batch["results"] = {
-                            r: [None, [0, 0, 0], "model_timeout: scan deadline"]
-                            for r in batch["refs"]
-                        }
-                        batch["done"] = True
-                self._save()
+                self.time_out("model_timeout: scan deadline")
                 return
             self.sleep(interval)
             interval = min(interval * 1.5, 30.0)
+
+    def next_round(self, min_confidence: float) -> bool:
+        """After round 1: resubmit units worth one more try; True when something was sent."""
+        if any(b["round"] == 2 for b in self.state["batches"]):
+            return False
+        first = {
+            ref: engine.evaluate(self.plan, r, min_confidence=min_confidence)
+            for ref, r in self.results(1).items()
+        }
+        retry = [
+            self.plan.request(ref)
+            for ref, o in first.items()
+            if o.invalid_output or engine.is_retryable(o.error)
+        ]
+        if retry:
+            self.submit(retry, 2)
+        return bool(retry)
+
+    def finish(self, min_confidence: float) -> ReviewResult:
+        """Evaluate every answer (the retry's where there was one) and merge the result."""
+        outcomes = {
+            ref: engine.evaluate(self.plan, r, min_confidence=min_confidence)
+            for ref, r in self.results(1).items()
+        }
+        for ref, r in self.results(2).items():
+            if ref in outcomes:
+                retry = engine.evaluate(self.plan, r, min_confidence=min_confidence)
+                outcomes[ref] = engine.merge_attempts(outcomes[ref], retry)
+        ordered = [outcomes[u.id] for u in self.plan.units if u.id in outcomes]
+        return engine.assemble(self.plan, ordered, model=self.backend.model)
 
     def results(self, round_: int) -> dict[str, ModelResult]:
         out = {}
@@ -198,27 +259,12 @@ def run_scan(
     deadline_s: float = 3600.0,
     min_confidence: float = 0.0,
 ) -> ReviewResult:
-    """Review every unit of a scan plan; resumable through ``store``."""
+    """Review every unit of a scan plan, waiting here (the CLI); resumable through ``store``."""
     if not backend.supports_batch:
         return engine.execute(plan, backend, progress=progress, min_confidence=min_confidence)
-    run = _Run(plan, backend, store, progress, sleep, poll_interval, deadline_s)
+    run = ScanRun(plan, backend, store, progress, sleep, poll_interval, deadline_s)
     run.submit(plan.requests, 1)
     run.wait()
-    first = {
-        ref: engine.evaluate(plan, r, min_confidence=min_confidence)
-        for ref, r in run.results(1).items()
-    }
-    retry = [
-        plan.request(ref)
-        for ref, o in first.items()
-        if o.invalid_output or engine.is_retryable(o.error)
-    ]
-    if retry:
-        run.submit(retry, 2)
+    if run.next_round(min_confidence):
         run.wait()
-        for ref, r in run.results(2).items():
-            first[ref] = engine.merge_attempts(
-                first[ref], engine.evaluate(plan, r, min_confidence=min_confidence)
-            )
-    ordered = [first[u.id] for u in plan.units if u.id in first]
-    return engine.assemble(plan, ordered, model=backend.model)
+    return run.finish(min_confidence)

@@ -158,7 +158,7 @@ def test_cost_budget_keeps_the_most_relevant_and_lists_the_rest(tmp_path: Path) 
     capped = plan(root, max_cost=full.estimated_cost_usd / 3)
     assert capped.estimated_cost_usd <= full.estimated_cost_usd / 3
     assert "app/auth/login.py" in {f.path for f in capped.files}
-    over = [s for s in capped.skipped if s.reason.startswith("over the cost budget")]
+    over = [s for s in capped.skipped if s.reason == scan.OVER_BUDGET]
     assert over and len(over) == len(capped.over_budget) == len(full.files) - len(capped.files)
 
 
