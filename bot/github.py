@@ -484,6 +484,14 @@ class Installation:
         )
         return int(run["id"])
 
+    def update_check(self, repo: str, check_run_id: int, title: str, summary: str) -> None:
+        """Progress on a running check run."""
+        self._json(
+            "PATCH",
+            f"/repos/{repo}/check-runs/{check_run_id}",
+            body={"output": {"title": title[:255], "summary": summary[:65000]}},
+        )
+
     def finish_check(
         self,
         repo: str,

@@ -20,6 +20,7 @@ QUEUES = (QUEUE_REVIEWS, QUEUE_POLLS, QUEUE_SCANS, QUEUE_COMMANDS)
 
 TASK_REVIEW = "secreview.review_pull_request"
 TASK_POLL = "secreview.poll_model_job"
+TASK_POLL_SCAN = "secreview.poll_scan"
 TASK_SCAN = "secreview.scan_repository"
 TASK_COMMAND = "secreview.run_command"
 

@@ -175,24 +175,22 @@ class ScanRun:
 
     def poll_once(self) -> bool:
         """Poll each pending batch once, keeping what finished; True when none is pending."""
-        for batch in [b for b in self.state["batches"] if not b["done"]]:
-            status = self.backend.poll_batch(
-                batch["request_id"], batch["refs"], affinity=self.plan.affinity
-            )
-            if status.done:
-                batch["results"] = {r.external_reference: _stored(r) for r in status.results}
-                batch["done"] = True
-                self._save()
-                self._report()
-        return not [b for b in self.state["batches"] if not b["done"]]
+        finished = poll_pending(self.state, self.backend, self.plan.affinity, self.store)
+        if finished:
+            self._report()
+        return not pending(self.state)
 
     def time_out(self, reason: str) -> None:
         """Give up on pending batches: their units are reported failed, never dropped."""
-        for batch in self.state["batches"]:
-            if not batch["done"]:
-                batch["results"] = {r: [None, [0, 0, 0], reason] for r in batch["refs"]}
-                batch["done"] = True
-        self._save()
+        self.time_out_state(self.state, self.store, reason)
+
+    @staticmethod
+    def time_out_state(state: State, store: ScanStore, reason: str) -> None:
+        """``time_out`` on a bare state (the App polls without building the plan)."""
+        for batch in pending(state):
+            batch["results"] = {r: [None, [0, 0, 0], reason] for r in batch["refs"]}
+            batch["done"] = True
+        store.save(state)
 
     def wait(self) -> None:
         """Poll every pending batch until all are done or the deadline passes."""
@@ -241,6 +239,29 @@ class ScanRun:
                 for ref, (content, usage, error) in b["results"].items():
                     out[ref] = ModelResult(ref, content, Usage(*usage), error)
         return out
+
+
+def pending(state: State) -> list[dict[str, Any]]:
+    """Batches of ``state`` still waiting for the model."""
+    return [b for b in state["batches"] if not b["done"]]
+
+
+def poll_pending(state: State, backend: ModelBackend, affinity: str, store: ScanStore) -> int:
+    """Poll each pending batch once (no plan needed); returns how many finished."""
+    finished = 0
+    for batch in pending(state):
+        status = backend.poll_batch(batch["request_id"], batch["refs"], affinity=affinity)
+        if status.done:
+            batch["results"] = {r.external_reference: _stored(r) for r in status.results}
+            batch["done"] = True
+            store.save(state)
+            finished += 1
+    return finished
+
+
+def units_done(state: State) -> int:
+    """Units of the first round with an answer."""
+    return sum(len(b["refs"]) for b in state["batches"] if b["done"] and b["round"] == 1)
 
 
 def _stored(result: ModelResult) -> list[Any]:

@@ -22,7 +22,7 @@ from tests.fakes.github import FakeGitHub, Pull
 from tests.test_e2e_app import app_key  # noqa: F401 — the module's RSA key fixture
 from tests.test_render import assert_valid_sarif
 from workers.pipeline import Services
-from workers.scan import baseline_key, baseline_notes, scan_repository
+from workers.scan import baseline_key, baseline_notes, poll_scan, scan_repository
 
 ROOT = Path(__file__).resolve().parent.parent
 VULN = ROOT / "tests" / "data" / "vulnproject"
@@ -63,8 +63,19 @@ def services(redis_url: str, app_key: tuple[str, str]) -> Iterator[tuple[FakeGit
 
 def test_scan_requested_in_a_pull_request(services: tuple[FakeGitHub, Services]) -> None:
     fake, svc = services
-    outcome = scan_repository(ScanJob(9, REPO, "", "d-1", "alice", pr=4), svc)
-    assert outcome.startswith("scanned")
+    job = ScanJob(9, REPO, "", "d-1", "alice", pr=4)
+    outcome, key = scan_repository(job, svc)
+    assert outcome.startswith("submitted") and key is not None
+    # Starting again (a redelivered task) submits nothing new.
+    assert scan_repository(job, svc) == ("resumed", key)
+    polls = 0
+    again = True
+    while again:
+        outcome, again = poll_scan(key, svc)
+        polls += 1
+        assert polls < 10
+    assert outcome.startswith("published")
+    assert poll_scan(key, svc) == ("nothing to poll", False)
     (check,) = [c for c in fake.check_runs if c["name"] == "secreview scan"]
     assert check["status"] == "completed" and check["conclusion"] == "failure"
     assert {a["path"] for a in check["annotations"]} == {"app/views.py"}

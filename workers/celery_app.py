@@ -31,6 +31,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             jobs.TASK_REVIEW: {"queue": jobs.QUEUE_REVIEWS},
             jobs.TASK_POLL: {"queue": jobs.QUEUE_POLLS},
+            jobs.TASK_POLL_SCAN: {"queue": jobs.QUEUE_POLLS},
             jobs.TASK_SCAN: {"queue": jobs.QUEUE_SCANS},
             jobs.TASK_COMMAND: {"queue": jobs.QUEUE_COMMANDS},
         },

@@ -1,14 +1,20 @@
 """Full-repository scans requested through the App (``/secreview scan``).
 
-The tarball is planned like a local tree; units go to Workers AI in batches under the payload
-limit with the scan's own affinity key; progress is kept in Redis so a worker killed midway
-resumes without paying again for finished batches. The result becomes the repository's
-baseline (later PR reviews say which findings already existed), is uploaded to code scanning,
-and is summarised in a "secreview scan" check run and a reply where the scan was asked for.
+    scan_repository   tarball → plan → submit async batches (state in Redis) → schedule a poll
+    poll_scan         poll pending batches once; update the check run as batches finish;
+                      re-scheduled with a growing countdown; when all are answered: one retry
+                      round for failed units, then evaluate, publish, record the baseline
+
+No worker waits on the model. Every step is recorded in Redis before the next, so a worker killed
+midway resumes without paying again for batches that finished. The result becomes the
+repository's baseline (later PR reviews say which findings already existed), is uploaded to code
+scanning, and is summarised in a "secreview scan" check run and a reply where it was asked for.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot import analyzers, engine, render, scan
@@ -17,12 +23,14 @@ from bot.findings import Finding, ReviewResult, gate_exceeded
 from bot.jobs import ScanJob
 from bot.llm import create_backend
 from bot.publish import annotation
-from bot.scan_run import RedisStore, plan_key, run_scan
+from bot.repo_config import RepoConfig
+from bot.scan_run import RedisStore, ScanRun, pending, poll_pending, units_done
 
 if TYPE_CHECKING:
     from workers.pipeline import Services
 
 BASELINE_TTL_S = 90 * 24 * 3600
+CHECK_NAME = "secreview scan"
 
 
 def baseline_key(repo: str) -> str:
@@ -30,9 +38,12 @@ def baseline_key(repo: str) -> str:
     return f"secreview:baseline:{repo}"
 
 
-def baseline_notes(
-    client: Any, repo: str, findings: list[Finding] | tuple[Finding, ...]
-) -> list[str]:
+def scan_key(repo: str, sha: str) -> str:
+    """The Redis key of the scan of ``repo`` at ``sha``."""
+    return f"secreview:scan:{repo}@{sha}"
+
+
+def baseline_notes(client: Any, repo: str, findings: Sequence[Finding]) -> list[str]:
     """Summary lines for PR findings that the last full scan had already found."""
     known = client.smembers(baseline_key(repo))
     fingerprints = {k.decode() if isinstance(k, bytes) else k for k in known}
@@ -44,13 +55,8 @@ def baseline_notes(
     ]
 
 
-def scan_repository(job: ScanJob, svc: Services) -> str:
-    """Scan ``job.repo`` at ``job.ref`` (its default branch when empty)."""
-    inst: Any = svc.github(job.installation_id)
-    branch = job.ref or inst.default_branch(job.repo)
-    sha = inst.resolve_ref(job.repo, branch)
-    config = inst.repo_config(job.repo, sha)
-    check = inst.start_check(job.repo, sha, name="secreview scan")
+def _plan(inst: Any, job: ScanJob, sha: str, config: RepoConfig, svc: Services) -> Any:
+    """The scan's review plan: deterministic for one commit, so a poll can rebuild it."""
     entries = list(scan.walk_tarball(inst.download_tarball(job.repo, sha)))
     texts = {p: d for p, d, r in entries if d is not None and r is None}
     context = detect_repo_context(
@@ -66,7 +72,7 @@ def scan_repository(job: ScanJob, svc: Services) -> str:
         config,
         budget_tokens=settings.unit_token_budget,
         model=settings.model,
-        max_cost_usd=max_cost,
+        max_cost_usd=max_cost if settings.model_configured else None,
     )
     bandit = [
         f
@@ -74,7 +80,7 @@ def scan_repository(job: ScanJob, svc: Services) -> str:
         if analyzers.is_python(s.path)
         for f in analyzers.bandit_source(s.path, s.text.encode())
     ]
-    review = engine.plan_files(
+    return engine.plan_files(
         plan.changed_files(),
         skipped=plan.skipped,
         repo=context,
@@ -83,49 +89,108 @@ def scan_repository(job: ScanJob, svc: Services) -> str:
         installation=job.installation_id,
         extra_findings=bandit,
     )
-    if settings.model_configured and review.requests:
-        store = RedisStore(svc.redis, f"secreview:scan:{job.repo}@{sha}:{plan_key(review)}")
-        result = run_scan(
-            review, create_backend(settings), store, min_confidence=config.min_confidence
+
+
+def scan_repository(job: ScanJob, svc: Services) -> tuple[str, str | None]:
+    """Start the scan of ``job.repo``; returns the outcome and the key to poll (if any)."""
+    inst: Any = svc.github(job.installation_id)
+    branch = job.ref or inst.default_branch(job.repo)
+    sha = inst.resolve_ref(job.repo, branch)
+    key = scan_key(job.repo, sha)
+    store = RedisStore(svc.redis, key)
+    state = store.load()
+    if state is not None:
+        return ("already finished" if state.get("finished") else "resumed"), (
+            None if state.get("finished") else key
         )
-    else:
-        result = engine.offline_result(review)
+    config = inst.repo_config(job.repo, sha)
+    review = _plan(inst, job, sha, config, svc)
+    check = inst.start_check(job.repo, sha, name=CHECK_NAME)
+    meta = {
+        "job": job.kwargs(),
+        "sha": sha,
+        "branch": branch,
+        "check": check,
+        "affinity": review.affinity,
+        "units": len(review.units),
+        "started": time.time(),
+    }
+    if not (svc.settings.model_configured and review.requests):
+        store.save({**meta, "batches": [], "finished": True})
+        _finish(inst, job, meta, engine.offline_result(review), config, svc)
+        return "scanned with the analyzers only", None
+    run = ScanRun(review, create_backend(svc.settings), store, None, time.sleep, 0.0, 0.0)
+    run.state.update(meta)
+    run.submit(review.requests, 1)
+    return f"submitted {len(review.requests)} units", key
+
+
+def poll_scan(key: str, svc: Services) -> tuple[str, bool]:
+    """Poll the scan under ``key`` once; returns the outcome and whether to poll again."""
+    store = RedisStore(svc.redis, key)
+    state = store.load()
+    if state is None or state.get("finished"):
+        return "nothing to poll", False
+    backend = create_backend(svc.settings)
+    job = ScanJob(**state["job"])
+    inst: Any = svc.github(job.installation_id)
+    if poll_pending(state, backend, state["affinity"], store):
+        inst.update_check(
+            job.repo,
+            state["check"],
+            "Scanning",
+            f"{units_done(state)} of {state['units']} units reviewed.",
+        )
+    if pending(state):
+        if time.time() - state["started"] < svc.settings.model_deadline_s:
+            return f"{units_done(state)}/{state['units']} units answered", True
+        ScanRun.time_out_state(state, store, "model_timeout: scan deadline")
+    config = inst.repo_config(job.repo, state["sha"])
+    run = ScanRun(
+        _plan(inst, job, state["sha"], config, svc), backend, store, None, time.sleep, 0.0, 0.0
+    )
+    if run.next_round(config.min_confidence):
+        return "resubmitted failed units", True
+    result = run.finish(config.min_confidence)
+    run.state["finished"] = True
+    store.save(run.state)
+    _finish(inst, job, state, result, config, svc)
+    return f"published {len(result.findings)} findings", False
+
+
+def _finish(
+    inst: Any,
+    job: ScanJob,
+    meta: dict[str, Any],
+    result: ReviewResult,
+    config: RepoConfig,
+    svc: Services,
+) -> None:
     result, _ = engine.suppress(result, config)
-    _record_baseline(svc, job.repo, result)
-    _publish(inst, job, sha, branch, check, result, config.fail_on)
-    return f"scanned {len(plan.files)} files: {len(result.findings)} findings"
-
-
-def _record_baseline(svc: Services, repo: str, result: ReviewResult) -> None:
-    key = baseline_key(repo)
+    key = baseline_key(job.repo)
     pipe = svc.redis.pipeline()
     pipe.delete(key)
     if result.findings:
         pipe.sadd(key, *(f.fingerprint for f in result.findings))
         pipe.expire(key, BASELINE_TTL_S)
     pipe.execute()
-
-
-def _publish(
-    inst: Any, job: ScanJob, sha: str, branch: str, check: int, result: ReviewResult, fail_on: str
-) -> None:
-    text = render.report_markdown(result)
-    conclusion = (
-        "failure" if fail_on != "none" and gate_exceeded(result.findings, fail_on) else "success"
-    )
+    gate = config.fail_on != "none" and gate_exceeded(result.findings, config.fail_on)
     inst.finish_check(
         job.repo,
-        check,
-        conclusion,
+        meta["check"],
+        "failure" if gate else "success",
         render.verdict(result),
-        text[:60000],
+        render.report_markdown(result)[:60000],
         [annotation(f) for f in result.findings],
     )
     if job.upload_sarif:
+        branch = meta["branch"]
         ref = branch if branch.startswith("refs/") else f"refs/heads/{branch}"
-        inst.upload_sarif(job.repo, sha, ref, render.report_sarif(result))
+        inst.upload_sarif(job.repo, meta["sha"], ref, render.report_sarif(result))
     if job.pr is not None:
-        head = f"Full scan of `{job.repo}` at `{sha[:12]}` requested by @{job.requested_by}:"
+        head = (
+            f"Full scan of `{job.repo}` at `{meta['sha'][:12]}` requested by @{job.requested_by}:"
+        )
         inst.post_comment(
             job.repo,
             job.pr,

@@ -47,13 +47,38 @@ def register(app: Celery, settings: Settings) -> None:
             return _follow(step, target, schedule_poll)
         return "retrying"
 
+    def schedule_scan_poll(key: str, polls: int) -> None:
+        countdown = pipeline.poll_delay(polls, settings.first_poll_s)
+        app.send_task(
+            jobs.TASK_POLL_SCAN,
+            kwargs={"key": key, "polls": polls + 1},
+            countdown=countdown,
+            queue=jobs.QUEUE_POLLS,
+        )
+
     @app.task(name=jobs.TASK_SCAN, bind=True, max_retries=MAX_RETRIES)
     def scan_repository(self: Task, **kwargs: Any) -> str:
         job = jobs.ScanJob(**kwargs)
         with _boundary(self, job.delivery_id):
             from workers import scan
 
-            return scan.scan_repository(job, services())
+            outcome, key = scan.scan_repository(job, services())
+            if key is not None:
+                schedule_scan_poll(key, 0)
+            log.info("%s", outcome)
+            return outcome
+        return "retrying"
+
+    @app.task(name=jobs.TASK_POLL_SCAN, bind=True, max_retries=MAX_RETRIES)
+    def poll_scan(self: Task, key: str, polls: int = 0) -> str:
+        with _boundary(self, key):
+            from workers import scan
+
+            outcome, again = scan.poll_scan(key, services())
+            if again:
+                schedule_scan_poll(key, polls)
+            log.info("%s", outcome)
+            return outcome
         return "retrying"
 
     @app.task(name=jobs.TASK_COMMAND, bind=True, max_retries=MAX_RETRIES)
