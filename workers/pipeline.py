@@ -115,10 +115,19 @@ class Next:
     token: str = ""
 
 
-def _again(outcome: str, delay: float, state: ReviewState) -> Next:
-    """Schedule one poll: a fresh token makes any duplicate of an older poll a no-op."""
+def _again(outcome: str, delay: float, state: ReviewState, svc: Services, target: Target) -> Next:
+    """Schedule one poll carrying a fresh token, which makes older polls no-ops.
+
+    The poll is queued *before* the caller saves the new token: a worker killed in between
+    leaves the old token in force, so the restored older poll carries on (the new one, if it was
+    queued, finds a token it does not hold and stops). The other order could orphan the review.
+    """
     state.poll_token = uuid.uuid4().hex
-    return Next(outcome, poll_in=delay, token=state.poll_token)
+    step = Next(outcome, poll_in=delay, token=state.poll_token)
+    if svc.schedule is not None:
+        svc.schedule(target, step)
+        return Next(outcome, token=state.poll_token)  # already scheduled
+    return step
 
 
 @dataclass
@@ -130,6 +139,7 @@ class Services:
     github: Callable[[int], InstallationPort]
     backend: Callable[[], ModelBackend]
     clock: Callable[[], float] = time.time
+    schedule: Callable[[Target, Next], None] | None = None  # queue a poll (the task layer's)
     store: StateStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -180,7 +190,7 @@ def review_pull_request(job: ReviewJob, svc: Services) -> tuple[Next, Target | N
         state = svc.store.load(target.key)
         if state is not None and not _restart(job, state):
             if state.status == "submitted":
-                step = _again("resumed", svc.settings.first_poll_s, state)
+                step = _again("resumed", svc.settings.first_poll_s, state, svc, target)
                 svc.store.save(target.key, state)
                 return step, target
             return Next(f"already {state.status}"), target
@@ -222,7 +232,9 @@ def _start(inst: InstallationPort, pr: Any, target: Target, svc: Services) -> Ne
         return _finish(inst, pr, config, plan, state, target, svc)
     backend = svc.backend()
     _submit(backend, plan, list(plan.requests), state)
-    step = _again(f"submitted {len(plan.requests)} units", svc.settings.first_poll_s, state)
+    step = _again(
+        f"submitted {len(plan.requests)} units", svc.settings.first_poll_s, state, svc, target
+    )
     svc.store.save(target.key, state)
     log.info(
         "review submitted",
@@ -376,9 +388,8 @@ def _poll(target: Target, state: ReviewState, svc: Services) -> Next:
         if svc.clock() - state.started > svc.settings.model_deadline_s:
             _time_out(state)
         else:
-            step = _again(
-                "waiting for the model", poll_delay(state.polls, svc.settings.first_poll_s), state
-            )
+            delay = poll_delay(state.polls, svc.settings.first_poll_s)
+            step = _again("waiting for the model", delay, state, svc, target)
             svc.store.save(target.key, state)
             return step
     inst = svc.github(target.installation_id)
@@ -398,8 +409,10 @@ def _poll(target: Target, state: ReviewState, svc: Services) -> Next:
             log.warning(
                 "out of capacity while resubmitting; trying again later", extra=_ids(target)
             )
+        delay = poll_delay(0, svc.settings.first_poll_s)
+        step = _again(f"resubmitted {len(retry)} units", delay, state, svc, target)
         svc.store.save(target.key, state)
-        return Next(f"resubmitted {len(retry)} units", poll_in=poll_delay(0))
+        return step
     return _finish(inst, pr, config, plan, state, target, svc)
 
 

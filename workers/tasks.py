@@ -21,7 +21,6 @@ MAX_RETRIES = 8
 
 def register(app: Celery, settings: Settings) -> None:
     """Register secreview's tasks on ``app``; services are built once per worker process."""
-    services = _lazy_services(settings)
 
     def schedule_poll(target: pipeline.Target, step: pipeline.Next) -> None:
         app.send_task(
@@ -30,6 +29,8 @@ def register(app: Celery, settings: Settings) -> None:
             countdown=step.poll_in,
             queue=jobs.QUEUE_POLLS,
         )
+
+    services = _lazy_services(settings, schedule_poll)
 
     @app.task(name=jobs.TASK_REVIEW, bind=True, max_retries=MAX_RETRIES)
     def review_pull_request(self: Task, **kwargs: Any) -> str:
@@ -102,7 +103,9 @@ def _follow(
     return step.outcome
 
 
-def _lazy_services(settings: Settings) -> Callable[[], pipeline.Services]:
+def _lazy_services(
+    settings: Settings, schedule_poll: Callable[[pipeline.Target, pipeline.Next], None]
+) -> Callable[[], pipeline.Services]:
     """Connect on first use (not at import or fork): Redis, the GitHub App, the model backend."""
     built: list[pipeline.Services] = []
 
@@ -120,6 +123,7 @@ def _lazy_services(settings: Settings) -> Callable[[], pipeline.Services]:
                     redis=redis.Redis.from_url(settings.redis_url),
                     github=app.installation,
                     backend=lambda: create_backend(settings),
+                    schedule=schedule_poll,
                 )
             )
         return built[0]
