@@ -168,6 +168,7 @@ class Installation:
         self.app = app
         self.installation_id = installation_id
         self.settings = app.settings
+        self.last_posted: Posted | None = None
 
     # --- transport -----------------------------------------------------------------------
 
@@ -348,8 +349,16 @@ class Installation:
         for c in comments:
             m = FINDING_MARKER.search(c.get("body") or "")
             if m and c.get("in_reply_to_id") is None:
+                reactions = c.get("reactions") or {}
                 threads.append(
-                    PostedComment(c["id"], m.group(1), c.get("path", ""), c["id"] in replied)
+                    PostedComment(
+                        c["id"],
+                        m.group(1),
+                        c.get("path", ""),
+                        c["id"] in replied,
+                        int(reactions.get("+1", 0)),
+                        int(reactions.get("-1", 0)),
+                    )
                 )
         summary_id, open_fps = None, frozenset[str]()
         for c in self._pages(f"/repos/{repo}/issues/{number}/comments"):
@@ -372,6 +381,7 @@ class Installation:
     ) -> PublishOutcome:
         """Post the review, fixed replies, the sticky summary and the check run — once."""
         posted = self.posted(repo, pr.number)
+        self.last_posted = posted  # the pipeline reads the reactions from it
         plan = plan_publish(head_sha, result, files or {}, config, posted, notes)
         if self.settings.dry_run:
             log.info(

@@ -68,7 +68,8 @@ class Registry:
             name = key.decode() if isinstance(key, bytes) else key
             merged[name] = merged.get(name, 0) + float(value)
         for name in _families(merged):
-            lines.append(f"# TYPE {name} counter")
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines.append(f"# TYPE {name} {kind}")
             lines += [f"{s} {_num(v)}" for s, v in sorted(merged.items()) if _family(s) == name]
         return "\n".join(lines) + "\n"
 

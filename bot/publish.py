@@ -32,6 +32,8 @@ class PostedComment:
     fingerprint: str
     path: str
     fixed_reply: bool = False
+    thumbs_up: int = 0  # reactions from reviewers: the bot's precision, as people judge it
+    thumbs_down: int = 0
 
 
 @dataclass(frozen=True, slots=True)

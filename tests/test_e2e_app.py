@@ -209,6 +209,11 @@ def test_pull_request_review_lands_once_and_fixes_are_marked(stack: Stack) -> No
     assert len(stack.checks(HEAD1)) == 1
     assert len([r for r in stack.model.state.requests if r.kind == "submit"]) == 1
 
+    # Reviewers react to the comments; the next review counts it into per-repo figures.
+    stack.github.react(comments[0]["id"], "+1")
+    stack.github.react(comments[1]["id"], "-1")
+    stack.github.react(comments[1]["id"], "-1")
+
     # A push that removes the vulnerable line: that thread is answered "Fixed in", once.
     stack.github.push(REPO, 7, HEAD2, DIFF2)
     assert stack.deliver("pull_request", pr_event("synchronize", HEAD2)).status_code == 202
@@ -224,6 +229,11 @@ def test_pull_request_review_lands_once_and_fixes_are_marked(stack: Stack) -> No
         f"head={HEAD2}" in summaries[0]["body"]
         and "Fixed since the last review" in summaries[0]["body"]
     )
+
+    metrics = httpx.get(stack.url + "/metrics").text
+    assert 'secreview_finding_reactions{reaction="+1",repo="octo/shop"} 1' in metrics
+    assert 'secreview_finding_reactions{reaction="-1",repo="octo/shop"} 2' in metrics
+    assert 'secreview_reviews_total{repo="octo/shop"} 2' in metrics
 
     # A bad signature: 401 and nothing queued.
     before = stack.redis.keys("secreview:delivery:*")

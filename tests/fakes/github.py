@@ -125,6 +125,12 @@ class FakeGitHub:
         """The next request whose path matches answers ``status`` with ``headers``."""
         self.faults.append((path_pattern, status, headers))
 
+    def react(self, comment_id: int, content: str) -> None:
+        """A person reacts to a review comment (``+1`` or ``-1``)."""
+        comment = next(c for c in self.review_comments if c["id"] == comment_id)
+        reactions = comment.setdefault("_reactions", {})
+        reactions[content] = reactions.get(content, 0) + 1
+
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         """Recorded requests of ``method`` whose path matches ``pattern``."""
         return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
@@ -543,7 +549,14 @@ class FakeGitHub:
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if not k.startswith("_")}
+    out = {k: v for k, v in obj.items() if not k.startswith("_")}
+    if "_reactions" in obj:  # GitHub's reaction rollup on comments
+        out["reactions"] = {
+            "+1": obj["_reactions"].get("+1", 0),
+            "-1": obj["_reactions"].get("-1", 0),
+            "total_count": sum(obj["_reactions"].values()),
+        }
+    return out
 
 
 def _not_found() -> JSONResponse:
