@@ -378,8 +378,12 @@ class Installation:
         check_run_id: int | None,
         notes: Sequence[str] = (),
         files: Mapping[str, ChangedFile] | None = None,
+        conclusion: str | None = None,
     ) -> PublishOutcome:
-        """Post the review, fixed replies, the sticky summary and the check run — once."""
+        """Post the review, fixed replies, the sticky summary and the check run — once.
+
+        ``conclusion`` overrides the severity gate (``neutral`` when a review was skipped).
+        """
         posted = self.posted(repo, pr.number)
         self.last_posted = posted  # the pipeline reads the reactions from it
         plan = plan_publish(head_sha, result, files or {}, config, posted, notes)
@@ -404,7 +408,7 @@ class Installation:
             self.finish_check(
                 repo,
                 check_run_id,
-                plan.conclusion,
+                conclusion or plan.conclusion,
                 render.verdict(result),
                 plan.summary,
                 plan.annotations,

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import redis
 
+from bot import budget, engine, llm, prompts, risk
 from bot import diff as diffmod
-from bot import engine, llm, prompts
 from bot.config import Settings
 from bot.errors import ConfigError, ModelCapacity
 from bot.findings import ReviewResult
@@ -32,6 +32,7 @@ from bot.jobs import ReviewJob
 from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
 from bot.prompts import PRContext, RepoContext
 from bot.repo_config import RepoConfig
+from bot.tokens import estimate_tokens
 from workers.state import Batch, ReviewState, StateStore, StoredResult, review_key
 
 log = logging.getLogger("secreview.pipeline")
@@ -103,6 +104,7 @@ class InstallationPort(Protocol):
         check_run_id: int | None,
         notes: Sequence[str] = ...,
         files: Any = ...,
+        conclusion: str | None = ...,
     ) -> Any: ...
 
 
@@ -228,8 +230,9 @@ def _start(inst: InstallationPort, pr: Any, target: Target, svc: Services) -> Ne
         check_run_id=check,
         started=svc.clock(),
     )
-    if not plan.requests:
-        return _finish(inst, pr, config, plan, state, target, svc)
+    skip = _skip_model(plan, target, svc)
+    if not plan.requests or skip:
+        return _finish(inst, pr, config, plan, state, target, svc, skip)
     backend = svc.backend()
     _submit(backend, plan, list(plan.requests), state)
     step = _again(
@@ -267,6 +270,7 @@ def build_plan(
     else:
         files, extra_skips = list(change.files), tuple(change.skipped)
     kept, skipped = diffmod.filter_files(files, config.filter_rules)
+    kept = risk.sensitive_first(kept)  # a unit cap never drops auth, crypto, workflows, IaC
     pr_ctx = PRContext(title=pr.title, body=pr.body or "", files=tuple(f.path for f in kept))
     return engine.plan_files(kept, skipped=(*extra_skips, *skipped), pr=pr_ctx, **common)
 
@@ -452,6 +456,37 @@ def _retryable(error: str | None) -> bool:
     return error is not None and error.startswith(RETRYABLE)
 
 
+def _skip_model(plan: engine.ReviewPlan, target: Target, svc: Services) -> Skipped | None:
+    """Why this change gets no model call: low risk, or today's token budget is spent."""
+    paths = [*plan.files, *(s.path for s in plan.skipped)]
+    decision = risk.route(paths)
+    if not decision.needs_model:
+        return Skipped(f"No model review: {decision.reason}.", None)
+    settings = svc.settings
+    estimate = sum(u.tokens for u in plan.units) + len(plan.units) * estimate_tokens(
+        plan.prefix.text
+    )
+    verdict = budget.check(
+        svc.redis,
+        target.installation_id,
+        target.repo,
+        estimate,
+        per_installation=settings.daily_token_budget_installation,
+        per_repo=settings.daily_token_budget_repo,
+    )
+    if not verdict.allowed:
+        return Skipped(f"Review skipped: {verdict.reason}. The analyzers still ran.", "neutral")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A review answered by the analyzers alone, and the check conclusion to force (if any)."""
+
+    note: str
+    conclusion: str | None
+
+
 def _finish(
     inst: InstallationPort,
     pr: Any,
@@ -460,18 +495,23 @@ def _finish(
     state: ReviewState,
     target: Target,
     svc: Services,
+    skipped: Skipped | None = None,
 ) -> Next:
     """Evaluate every answer, publish once, and mark the review published."""
     outcomes = [
         engine.evaluate(plan, _result(state, ref), min_confidence=config.min_confidence)
         for ref in state.units
+        if skipped is None
     ]
-    model = svc.settings.model if plan.requests else None
+    model = svc.settings.model if plan.requests and skipped is None else None
     result = engine.assemble(plan, outcomes, model=model, extra_usage=_spent(state))
     result, notes = engine.suppress(result, config)
     from workers.scan import baseline_notes
 
     notes += baseline_notes(svc.redis, target.repo, result.findings)
+    if skipped is not None:
+        notes.insert(0, skipped.note)
+    budget.charge(svc.redis, target.installation_id, target.repo, _usage(result))
     inst.publish_review(
         target.repo,
         pr,
@@ -481,12 +521,18 @@ def _finish(
         check_run_id=state.check_run_id,
         notes=notes,
         files=plan.files,
+        conclusion=skipped.conclusion if skipped else None,
     )
     state.status = "published"
     svc.store.save(target.key, state)
     record_metrics(svc, target.repo, result, getattr(inst, "last_posted", None))
     log.info("review published", extra={**_ids(target), "findings": len(result.findings)})
     return Next(f"published {len(result.findings)} findings")
+
+
+def _usage(result: ReviewResult) -> Usage:
+    s = result.stats
+    return Usage(s.prompt_tokens, s.cached_tokens, s.completion_tokens)
 
 
 def record_metrics(svc: Services, repo: str, result: ReviewResult, posted: Any) -> None:

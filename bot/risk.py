@@ -1,0 +1,76 @@
+"""Risk routing: which changes need the model at all, and which paths must never be cut.
+
+A pull request touching only documentation, images or lockfiles costs no model call (the
+deterministic analyzers still run). Security-sensitive paths — auth, crypto, secrets, CI
+workflows, infrastructure code, container files, migrations — are always reviewed in full: they
+go first, so a unit cap never drops them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bot.diff import ChangedFile
+from bot.diff_split import LOCKFILES
+
+_LOW_RISK_SUFFIXES = (
+    ".md",
+    ".rst",
+    ".adoc",
+    ".txt",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".ico",
+    ".webp",
+    ".pdf",
+    ".mp4",
+    ".woff",
+    ".woff2",
+    ".ttf",
+)
+_LOW_RISK_NAMES = frozenset({"LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "CODEOWNERS"})
+_SENSITIVE = re.compile(
+    r"(^|/)\.github/workflows/|auth|login|oauth|saml|session|passw|crypt|secret|token|cert|"
+    r"permission|(^|/)(dockerfile|docker-compose[^/]*)$|\.tf$|\.tfvars$|(^|/)(k8s|helm|"
+    r"terraform|charts)/|(^|/)migrations?/|\.github/secreview\.yml$",
+    re.I,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskRoute:
+    """The decision for one change."""
+
+    needs_model: bool
+    sensitive: tuple[str, ...]
+    reason: str
+
+
+def is_low_risk(path: str) -> bool:
+    """Documentation, media, licences and lockfiles: nothing a security review can find."""
+    name = path.rsplit("/", 1)[-1]
+    return name.lower().endswith(_LOW_RISK_SUFFIXES) or name in _LOW_RISK_NAMES or name in LOCKFILES
+
+
+def is_sensitive(path: str) -> bool:
+    """Paths that always get the full review."""
+    return bool(_SENSITIVE.search(path))
+
+
+def route(paths: Iterable[str]) -> RiskRoute:
+    """Whether the model is needed for a change touching ``paths``."""
+    paths = list(paths)
+    sensitive = tuple(p for p in paths if is_sensitive(p))
+    if paths and not sensitive and all(is_low_risk(p) for p in paths):
+        return RiskRoute(False, (), "only documentation, media or lockfiles changed")
+    return RiskRoute(True, sensitive, "")
+
+
+def sensitive_first(files: Sequence[ChangedFile]) -> list[ChangedFile]:
+    """``files`` with security-sensitive ones first (stable otherwise), so unit caps spare them."""
+    return sorted(files, key=lambda f: not is_sensitive(f.path))
