@@ -14,7 +14,7 @@ from typing import Literal
 
 from bot import diff as diffmod
 from bot import findings as fnd
-from bot import llm, prompts, redact
+from bot import injection, llm, prompts, redact
 from bot.diff import ChangedFile, FilterRules, ReviewUnit, Skip
 from bot.errors import (
     InvalidModelOutput,
@@ -125,7 +125,9 @@ def plan_files(
         )
     split = diffmod.split_units(clean_files, budget_tokens, max_units)
     by_path = {f.path: f for f in clean_files}
-    analyzers = finalize(list(secret_findings) + list(extra_findings), by_path)
+    found = [*secret_findings, *extra_findings]
+    found += injection.in_files(clean_files) + injection.in_pull_request(pr)
+    analyzers = finalize(found, by_path)
     prefix = prompts.build_prefix(repo)
     affinity = prompts.affinity_key(installation, repo.repo, prefix.sha256, _kind(kind))
     requests = tuple(_request(prefix, unit, pr, analyzers, max_tokens) for unit in split.units)

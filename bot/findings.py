@@ -20,7 +20,7 @@ from bot.errors import InvalidModelOutput
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
 SEVERITY_RANK: Mapping[str, int] = {"critical": 4, "high": 3, "medium": 2, "low": 1}
-Source = Literal["model", "secrets", "bandit"]
+Source = Literal["model", "secrets", "bandit", "injection"]
 
 PATH_NOT_IN_UNIT = "path not in reviewed unit"
 EVIDENCE_NOT_FOUND = "evidence not found in diff"

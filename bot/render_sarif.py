@@ -24,16 +24,19 @@ FINGERPRINT_KEY = "secreview/v1"
 # GitHub maps security-severity to its levels: >9.0 critical, 7.0-8.9 high, 4.0-6.9 medium.
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
-_PREFIX = {"model": "secreview", "secrets": "secrets", "bandit": "bandit"}
+_PREFIX = {"model": "secreview", "secrets": "secrets", "bandit": "bandit", "injection": "injection"}
 _ABOUT = {
     "model": "Reported by secreview's model review; every result cites the code it rests on.",
     "secrets": "A credential committed to the repository, found by secreview's secret "
     "scanner; the secret value is never repeated in the report.",
     "bandit": "Reported by the Bandit static analyzer and triaged by secreview.",
+    "injection": "Text aimed at AI code reviewers (prompt injection), found by secreview's "
+    "injection detector before any model saw the change.",
 }
 _CWE_ID = re.compile(r"^CWE-([0-9]+)$")
 CWE_NAMES = {
     "CWE-20": "Improper input validation",
+    "CWE-1427": "Improper neutralization of input used for LLM prompting",
     "CWE-22": "Path traversal",
     "CWE-77": "Command injection",
     "CWE-78": "OS command injection",
