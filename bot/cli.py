@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import __version__, analyzers, engine, render
+from bot import __version__, analyzers, engine, render, verify
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
@@ -166,7 +166,7 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     )
     if offline:
         sys.stderr.write(OFFLINE_NOTICE)
-        result = engine.offline_result(plan)
+        result, look = verify.exclude(engine.offline_result(plan))
     else:
         from bot.llm import create_backend
 
@@ -176,6 +176,13 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
             progress=progress_printer(sys.stderr, args.quiet),
             min_confidence=config.min_confidence,
         )
+        checker = None
+        if config.verify:
+            fmt = verify.response_format()
+            checker = create_backend(settings, model=settings.verify_model, response_format=fmt)
+        result, look = verify.second_look(plan, result, checker, threshold=config.min_confidence)
+    for line in look.notes():
+        sys.stderr.write(f"secreview: {line}\n")
     result, notes = engine.suppress(result, config)
     for note in notes:
         sys.stderr.write(f"secreview: {note}\n")

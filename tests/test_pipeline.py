@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import budget, risk
+from bot import budget, risk, verify
 from bot.config import Settings
 from bot.github import GitHubApp
 from bot.jobs import ReviewJob
@@ -62,6 +62,9 @@ def world(redis_url: str, app_key: tuple[str, str]) -> Iterator[World]:  # noqa:
             redis.Redis.from_url(redis_url),
             GitHubApp(settings).installation,
             lambda: create_backend(settings),
+            verify_backend=lambda: create_backend(
+                settings, response_format=verify.response_format()
+            ),
         )
         yield World(fake, model, svc)
 
@@ -141,3 +144,19 @@ def test_risk_routing_rules() -> None:
     assert risk.route(["README.md", "app/views.py"]).needs_model
     sensitive = risk.route(["docs/x.md", ".github/workflows/ci.yml"])
     assert sensitive.needs_model and sensitive.sensitive == (".github/workflows/ci.yml",)
+
+
+def test_the_second_look_drops_a_refuted_finding_before_posting(world: World) -> None:
+    from tests.test_verify import answer_verdicts
+
+    state = world.model.reset(script=answer_verdicts({"CWE-89"}))
+    state.polls_until_done = 0
+    world.github.set_file(REPO, "main", ".github/secreview.yml", b"verify: true\n")
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    assert review(world).startswith("published")
+    posted = " ".join(c["body"] for c in world.github.review_comments)
+    assert "CWE-89" not in posted and "CWE-798" in posted
+    summary = world.github.issue_comments[0]["body"]
+    assert "Second look" in summary and "refuted by the verification pass" in summary
+    submits = [r for r in world.model.state.requests if r.kind == "submit"]
+    assert len(submits) == 2  # the review, then one verification batch

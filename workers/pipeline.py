@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import redis
 
-from bot import budget, engine, llm, prompts, risk
+from bot import budget, engine, llm, prompts, risk, verify
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.errors import ConfigError, ModelCapacity
@@ -142,6 +142,7 @@ class Services:
     backend: Callable[[], ModelBackend]
     clock: Callable[[], float] = time.time
     schedule: Callable[[Target, Next], None] | None = None  # queue a poll (the task layer's)
+    verify_backend: Callable[[], ModelBackend] | None = None  # the second look's model
     store: StateStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -417,7 +418,52 @@ def _poll(target: Target, state: ReviewState, svc: Services) -> Next:
         step = _again(f"resubmitted {len(retry)} units", delay, state, svc, target)
         svc.store.save(target.key, state)
         return step
+    if config.verify and svc.verify_backend is not None and state.verify_results is None:
+        waiting = _verify_step(plan, config, state, target, svc)
+        if waiting is not None:
+            return waiting
     return _finish(inst, pr, config, plan, state, target, svc)
+
+
+def _assembled(
+    plan: engine.ReviewPlan, config: RepoConfig, state: ReviewState, svc: Services
+) -> ReviewResult:
+    outcomes = [
+        engine.evaluate(plan, _result(state, ref), min_confidence=config.min_confidence)
+        for ref in state.units
+    ]
+    return engine.assemble(plan, outcomes, model=svc.settings.model, extra_usage=_spent(state))
+
+
+def _verify_step(
+    plan: engine.ReviewPlan, config: RepoConfig, state: ReviewState, target: Target, svc: Services
+) -> Next | None:
+    """Submit the verification batch, or poll it; None once its answers are in."""
+    assert svc.verify_backend is not None
+    backend = svc.verify_backend()
+    if not state.verify_request:
+        result, _ = verify.exclude(_assembled(plan, config, state, svc))
+        checked = [f for f in result.findings if f.source == "model"]
+        if not checked:
+            state.verify_results = {}
+            return None
+        state.verify_checked = [f.fingerprint for f in checked]
+        state.verify_request = backend.submit_batch(
+            verify.requests(plan, checked), affinity=plan.affinity
+        )
+    else:
+        refs = [f"verify-{i}" for i in range(len(state.verify_checked))]
+        status = backend.poll_batch(state.verify_request, refs, affinity=plan.affinity)
+        if status.done:
+            state.verify_results = {
+                r.external_reference: StoredResult.of(r) for r in status.results
+            }
+            return None
+    step = _again(
+        "verifying findings", poll_delay(0, svc.settings.first_poll_s), state, svc, target
+    )
+    svc.store.save(target.key, state)
+    return step
 
 
 def _affinity(target: Target, state: ReviewState) -> str:
@@ -506,6 +552,16 @@ def _finish(
     model = svc.settings.model if plan.requests and skipped is None else None
     result = engine.assemble(plan, outcomes, model=model, extra_usage=_spent(state))
     result, notes = engine.suppress(result, config)
+    result, look = verify.exclude(result)
+    if state.verify_results:
+        by_fp = {f.fingerprint: f for f in result.findings}
+        checked = [by_fp[fp] for fp in state.verify_checked if fp in by_fp]
+        answers = [r.to_result(ref) for ref, r in state.verify_results.items()]
+        model_name = svc.settings.verify_model or svc.settings.model
+        result = verify.apply_verdicts(
+            result, checked, answers, look, config.min_confidence, model_name
+        )
+    notes += look.notes()
     from workers.scan import baseline_notes
 
     notes += baseline_notes(svc.redis, target.repo, result.findings)

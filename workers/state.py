@@ -68,6 +68,10 @@ class ReviewState:
     polls: int = 0
     spent: tuple[int, int, int] = (0, 0, 0)  # usage of answers replaced by a retry
     poll_token: str = ""  # only the poll carrying this token may advance the review
+    # The verification pass: its batch, the fingerprints it checks, and its answers.
+    verify_request: str = ""
+    verify_checked: list[str] = field(default_factory=list)
+    verify_results: dict[str, StoredResult] | None = None
 
     def forget(self, ref: str) -> None:
         """Drop ``ref``'s answer before a retry, keeping what it cost."""
@@ -97,6 +101,11 @@ class ReviewState:
             for ref, r in data.get("results", {}).items()
         }
         data["spent"] = tuple(data.get("spent", (0, 0, 0)))
+        if data.get("verify_results") is not None:
+            data["verify_results"] = {
+                ref: StoredResult(r["content"], tuple(r["usage"]), r.get("error"))
+                for ref, r in data["verify_results"].items()
+            }
         return cls(**data)
 
 

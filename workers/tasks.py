@@ -113,6 +113,7 @@ def _lazy_services(
         if not built:
             import redis
 
+            from bot import verify
             from bot.github import GitHubApp
             from bot.llm import create_backend
 
@@ -124,6 +125,11 @@ def _lazy_services(
                     github=app.installation,
                     backend=lambda: create_backend(settings),
                     schedule=schedule_poll,
+                    verify_backend=lambda: create_backend(
+                        settings,
+                        model=settings.verify_model,
+                        response_format=verify.response_format(),
+                    ),
                 )
             )
         return built[0]

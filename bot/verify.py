@@ -1,0 +1,262 @@
+"""The second look before posting: deterministic exclusions, then a model that tries to refute.
+
+Exclusions follow the policy's "What NOT to report" (tests and docs unless critical, resource
+exhaustion, non-security classes, findings without evidence); the secrets and injection
+analyzers are never excluded. The verification pass asks a model — ``SECREVIEW_VERIFY_MODEL``
+may name a cheaper one — to refute each remaining model finding against the code it cites. Its
+requests start with the review's exact system prefix and affinity key, so they ride the same
+prompt cache. A finding survives only when confirmed at ``min_confidence`` or above; an answer
+that fails the schema keeps the finding (never dropped on a parse failure) and is counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import llm, prompts
+from bot.engine import ReviewPlan
+from bot.findings import Finding, ReviewResult
+from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
+
+_TEST_OR_DOCS = re.compile(
+    r"(^|/)(tests?|spec|specs|__tests__|fixtures?|examples?|samples?|docs?)(/|$)|"
+    r"(_test|_spec|\.test|\.spec)\.\w+$|(^|/)test_[^/]+$|\.(md|rst|adoc|txt)$",
+    re.IGNORECASE,
+)
+# Resource exhaustion and non-security classes the policy does not want reported.
+_EXCLUDED_CWES = {
+    "CWE-400": "resource exhaustion (policy: not reported)",
+    "CWE-770": "resource exhaustion (policy: not reported)",
+    "CWE-1333": "slow regular expression (policy: not reported)",
+    "CWE-834": "unbounded loop (policy: not reported)",
+    "CWE-407": "algorithmic complexity (policy: not reported)",
+    "CWE-710": "coding-standard issue, not a vulnerability",
+    "CWE-1164": "dead code, not a vulnerability",
+    "CWE-561": "dead code, not a vulnerability",
+    "CWE-563": "unused variable, not a vulnerability",
+}
+_NEVER_EXCLUDED = frozenset({"secrets", "injection"})
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["verdict", "confidence", "reason"],
+    "properties": {
+        "verdict": {"enum": ["confirmed", "refuted", "uncertain"]},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "reason": {"type": "string", "maxLength": 2000},
+    },
+}
+_INSTRUCTIONS = """## Second look
+
+Another pass reported the finding below. Try to REFUTE it: read the code it cites and decide
+whether an attacker can really reach and exploit it as described (input really attacker
+controlled, no validation, escaping, parameter binding or access check in the visible code,
+not test or example code). Answer with the JSON object only:
+{"verdict": "confirmed" | "refuted" | "uncertain", "confidence": 0.0-1.0, "reason": "..."}
+"""
+
+
+def response_format() -> dict[str, Any]:
+    """The ``response_format`` of verification requests."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA, "strict": False},
+    }
+
+
+def exclusion_reason(f: Finding) -> str | None:
+    """Why the policy drops ``f`` before any second model call, or None to keep it."""
+    if f.source in _NEVER_EXCLUDED:
+        return None
+    if not f.evidence.strip():
+        return "no evidence cited"
+    if f.cwe in _EXCLUDED_CWES and f.severity != "critical":
+        return _EXCLUDED_CWES[f.cwe]
+    if _TEST_OR_DOCS.search(f.path) and f.severity != "critical":
+        return "only in tests, examples or documentation"
+    return None
+
+
+@dataclass
+class SecondLook:
+    """What the second look dropped and why, and what it cost."""
+
+    dropped: Counter[str] = field(default_factory=Counter)
+    checked: int = 0
+    unparsed: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+
+    def notes(self) -> list[str]:
+        """Lines for the summary."""
+        if not self.dropped and not self.checked:
+            return []
+        total = sum(self.dropped.values())
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items()))
+        line = f"Second look: {total} candidate finding{'s' if total != 1 else ''} dropped"
+        line += f" ({reasons})." if total else "."
+        if self.checked:
+            line += (
+                f" {self.checked} checked by the verification pass "
+                f"({self.usage.prompt_tokens:,} prompt tokens, "
+                f"{self.usage.cached_tokens:,} cached, ${self.cost_usd:.4f})."
+            )
+        if self.unparsed:
+            line += f" {self.unparsed} verdicts could not be read; those findings were kept."
+        return [line]
+
+
+def exclude(result: ReviewResult) -> tuple[ReviewResult, SecondLook]:
+    """Apply the deterministic exclusions."""
+    look = SecondLook()
+    kept = []
+    for f in result.findings:
+        reason = exclusion_reason(f)
+        if reason is None:
+            kept.append(f)
+        else:
+            look.dropped[reason] += 1
+    return dataclasses.replace(result, findings=tuple(kept)), look
+
+
+def _context(plan: ReviewPlan, f: Finding) -> str:
+    """The code the finding cites: the unit's diff text for its file."""
+    if f.unit is not None:
+        try:
+            unit = plan.unit(f.unit)
+        except StopIteration:
+            unit = None
+        if unit is not None:
+            return prompts.render_unit(unit)
+    return f.evidence
+
+
+def requests(
+    plan: ReviewPlan, findings: Sequence[Finding], max_tokens: int = 512
+) -> list[ModelRequest]:
+    """One verification request per model finding, under the review's own system prefix."""
+    out = []
+    for i, f in enumerate(findings):
+        claim = {
+            k: getattr(f, k)
+            for k in (
+                "path",
+                "line",
+                "severity",
+                "cwe",
+                "title",
+                "description",
+                "exploit_scenario",
+                "evidence",
+            )
+        }
+        user = "\n\n".join(
+            [
+                _INSTRUCTIONS,
+                "Finding:\n" + prompts.fence(json.dumps(claim, indent=1), "finding"),
+                "Code:\n" + prompts.fence(_context(plan, f), "diff"),
+            ]
+        )
+        out.append(
+            ModelRequest(
+                external_reference=f"verify-{i}",
+                messages=(
+                    {"role": "system", "content": plan.prefix.text},
+                    {"role": "user", "content": user},
+                ),
+                max_tokens=max_tokens,
+            )
+        )
+    return out
+
+
+def parse_verdict(content: str | None) -> tuple[str, float] | None:
+    """``(verdict, confidence)``, or None when the answer does not fit the schema."""
+    if not content:
+        return None
+    try:
+        data = json.loads(content.strip().removeprefix("```json").removesuffix("```"))
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("verdict") not in (
+        "confirmed",
+        "refuted",
+        "uncertain",
+    ):
+        return None
+    confidence = data.get("confidence")
+    if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
+        return None
+    return str(data["verdict"]), float(confidence)
+
+
+def apply_verdicts(
+    result: ReviewResult,
+    checked: Sequence[Finding],
+    answers: Sequence[ModelResult],
+    look: SecondLook,
+    threshold: float,
+    model: str,
+) -> ReviewResult:
+    """Keep what the verification pass confirmed at ``threshold`` or above."""
+    by_ref = {a.external_reference: a for a in answers}
+    drop: set[str] = set()
+    usage = Usage()
+    for i, f in enumerate(checked):
+        answer = by_ref.get(f"verify-{i}")
+        if answer is not None:
+            usage = usage + answer.usage
+        verdict = parse_verdict(answer.content if answer else None)
+        if verdict is None:
+            look.unparsed += 1
+            continue
+        kind, confidence = verdict
+        if kind == "refuted":
+            look.dropped["refuted by the verification pass"] += 1
+            drop.add(f.fingerprint)
+        elif kind == "uncertain" or confidence < threshold:
+            look.dropped["not confirmed with enough confidence"] += 1
+            drop.add(f.fingerprint)
+    look.checked += len(checked)
+    look.usage = look.usage + usage
+    look.cost_usd += llm.cost_usd(model, usage) if llm.price_known(model) else 0.0
+    return dataclasses.replace(
+        result, findings=tuple(f for f in result.findings if f.fingerprint not in drop)
+    )
+
+
+def second_look(
+    plan: ReviewPlan,
+    result: ReviewResult,
+    backend: ModelBackend | None,
+    *,
+    threshold: float = 0.5,
+    sleep: Callable[[float], None] | None = None,
+    poll_interval: float = 2.0,
+) -> tuple[ReviewResult, SecondLook]:
+    """Exclusions, then (with a backend) verification of the remaining model findings."""
+    result, look = exclude(result)
+    checked = [f for f in result.findings if f.source == "model"]
+    if backend is None or not checked:
+        return result, look
+    batch = requests(plan, checked)
+    if backend.supports_batch:
+        import time
+
+        wait = sleep or time.sleep
+        refs = [r.external_reference for r in batch]
+        request_id = backend.submit_batch(batch, affinity=plan.affinity)
+        status = backend.poll_batch(request_id, refs, affinity=plan.affinity)
+        while not status.done:
+            wait(poll_interval)
+            status = backend.poll_batch(request_id, refs, affinity=plan.affinity)
+        answers: Sequence[ModelResult] = status.results
+    else:
+        answers = [backend.run(r, affinity=plan.affinity) for r in batch]
+    return apply_verdicts(result, checked, answers, look, threshold, backend.model), look
