@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan clean
+.PHONY: install demo test test-fast lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ typecheck: install
 
 check: lint typecheck test
 
-bench: bench-cache bench-diff bench-ingest bench-scan  ## benchmarks; figures go to bench/results/
+bench: bench-cache bench-diff bench-ingest bench-scan bench-noise  ## benchmarks; figures go to bench/results/
 
 bench-cache: install
 	$(BIN)/python -m bench.cache_efficiency
@@ -49,6 +49,9 @@ bench-ingest: install
 
 bench-scan: install
 	$(BIN)/python -m bench.scan_plan
+
+bench-noise: install
+	$(BIN)/python -m bench.noise
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,175 @@
+"""Noise: how many false findings reach the pull request, without and with the second look.
+
+Twenty diffs written for this benchmark (bench/data/noise/): half plant a vulnerability, half are
+clean refactors. The Workers AI emulator plays a model that reports every planted flaw *and*
+plausible-but-false findings (on clean and planted diffs alike, each citing a real line), and,
+for the verification pass, a verifier that is right about 90 % of the time — not perfect. The
+review runs through the real engine, and the second look through ``bot.verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import write_result
+from bot import engine, prompts, verify
+from bot.llm import WorkersAIClient
+from bot.prompts import RepoContext
+from tests.emulators.fake_model import added_lines, diff_text, find_issues, last_user_message
+from tests.emulators.server import LiveServer
+from tests.emulators.workers_ai import create_emulator
+
+DATA = Path(__file__).resolve().parent / "data" / "noise"
+MODEL = "@cf/moonshotai/kimi-k2.6"
+REPO = RepoContext(repo="octo/shop", languages=("Python",), frameworks=("flask",))
+VERIFIER_ACCURACY = 0.9
+_FALSE_CLAIMS = [
+    ("CWE-22", "Path traversal through a file path", "The path may contain ../ segments."),
+    ("CWE-79", "Cross-site scripting in generated HTML", "The value reaches HTML unescaped."),
+    ("CWE-89", "SQL injection in a query", "The value may reach a SQL statement."),
+    ("CWE-400", "Unbounded resource use", "A large input could exhaust memory."),
+    ("CWE-20", "Missing input validation", "The input is not validated before use."),
+]
+
+
+def _roll(*parts: str) -> float:
+    digest = hashlib.sha256("\0".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _false_findings(unit_text: str) -> list[dict[str, Any]]:
+    lines = [(p, n, c) for p, n, c in added_lines(diff_text(unit_text)) if c.strip()]
+    out = []
+    for k in range(2):
+        path, line, code = lines[int(_roll(unit_text, str(k)) * len(lines))]
+        cwe, title, why = _FALSE_CLAIMS[int(_roll(code, str(k)) * len(_FALSE_CLAIMS))]
+        out.append(
+            {
+                "path": path,
+                "line": line,
+                "severity": "medium",
+                "cwe": cwe,
+                "title": title,
+                "description": why,
+                "exploit_scenario": "An attacker could abuse it.",
+                "recommendation": "Validate the value.",
+                "confidence": 0.7,
+                "evidence": code.strip(),
+            }
+        )
+    return out
+
+
+def model(messages: Sequence[Mapping[str, Any]], request: Mapping[str, Any]) -> str:
+    """Review: true findings plus false ones. Second look: a verifier right ~90 % of the time."""
+    user = last_user_message(messages)
+    if "## Second look" not in user:
+        return json.dumps({"findings": find_issues(user) + _false_findings(user)})
+    claim = json.loads(
+        user.split('<untrusted-data kind="finding"')[1]
+        .split(">\n", 1)[1]
+        .split("</untrusted-data")[0]
+    )
+    true = any(
+        f["cwe"] == claim["cwe"] and f["line"] == claim["line"]
+        for f in find_issues(user.split('kind="diff"')[1])
+    )
+    right = _roll("verifier", json.dumps(claim, sort_keys=True)) < VERIFIER_ACCURACY
+    confirmed = true if right else not true
+    verdict = "confirmed" if confirmed else "refuted"
+    return json.dumps({"verdict": verdict, "confidence": 0.85, "reason": "checked the code"})
+
+
+def truth(diff: bytes) -> set[tuple[str, int, str]]:
+    plan = engine.plan_review(diff, repo=REPO)
+    text = "\n".join(prompts.render_unit(u) for u in plan.units)
+    found = find_issues(f'<untrusted-data kind="diff" id="x">\n{text}</untrusted-data')
+    return {(f["path"], f["line"], f["cwe"]) for f in found}
+
+
+def main() -> None:
+    emulator = create_emulator(script=model)
+    emulator.state.polls_until_done = 0
+    totals = {"true_without": 0, "false_without": 0, "true_with": 0, "false_with": 0, "planted": 0}
+    verify_usage = [0, 0, 0]
+    verify_cost = review_cost = 0.0
+    dropped: dict[str, int] = {}
+    with LiveServer(emulator.app) as server:
+        url = server.url + "/client/v4"
+        reviewer = WorkersAIClient(
+            "acct", "token", MODEL, url, response_format=prompts.response_format()
+        )
+        checker = WorkersAIClient(
+            "acct", "token", MODEL, url, response_format=verify.response_format()
+        )
+        for path in sorted(DATA.glob("*.diff")):
+            diff = path.read_bytes()
+            planted = truth(diff)
+            totals["planted"] += len(planted)
+            plan = engine.plan_review(diff, repo=REPO)
+            result = engine.execute(plan, reviewer, poll_interval=0.0, sleep=lambda _s: None)
+            review_cost += result.stats.cost_usd
+            before = {(f.path, f.line, f.cwe) for f in result.findings if f.source == "model"}
+            checked, look = verify.second_look(plan, result, checker, sleep=lambda _s: None)
+            after = {(f.path, f.line, f.cwe) for f in checked.findings if f.source == "model"}
+            totals["true_without"] += len(before & planted)
+            totals["false_without"] += len(before - planted)
+            totals["true_with"] += len(after & planted)
+            totals["false_with"] += len(after - planted)
+            verify_usage = [
+                a + b
+                for a, b in zip(
+                    verify_usage,
+                    (
+                        look.usage.prompt_tokens,
+                        look.usage.cached_tokens,
+                        look.usage.completion_tokens,
+                    ),
+                    strict=True,
+                )
+            ]
+            verify_cost += look.cost_usd
+            for why, n in look.dropped.items():
+                dropped[why] = dropped.get(why, 0) + n
+    result = {
+        "diffs": len(list(DATA.glob("*.diff"))),
+        "planted_vulnerabilities": totals["planted"],
+        "without_second_look": {"true": totals["true_without"], "false": totals["false_without"]},
+        "with_second_look": {"true": totals["true_with"], "false": totals["false_with"]},
+        "dropped_by_reason": dropped,
+        "verifier_accuracy": VERIFIER_ACCURACY,
+        "second_look_tokens": {
+            "prompt": verify_usage[0],
+            "cached": verify_usage[1],
+            "completion": verify_usage[2],
+        },
+        "second_look_cached_share": round(verify_usage[1] / verify_usage[0], 4)
+        if verify_usage[0]
+        else 0,
+        "second_look_cost_usd": round(verify_cost, 6),
+        "review_cost_usd": round(review_cost, 6),
+    }
+    path = write_result("noise", result)
+    print(f"{result['diffs']} diffs, {totals['planted']} planted vulnerabilities")
+    print(
+        f"without the second look: {totals['false_without']} false findings reach the PR, "
+        f"{totals['true_without']} true"
+    )
+    print(
+        f"with the second look:    {totals['false_with']} false findings reach the PR, "
+        f"{totals['true_with']} true (dropped: {dropped})"
+    )
+    share = result["second_look_cached_share"]
+    print(
+        f"second look cost: {verify_usage[0]:,} prompt tokens ({share:.0%} cached), "
+        f"{verify_usage[2]:,} completion tokens, ${verify_cost:.4f} "
+        f"(the reviews themselves: ${review_cost:.4f}); written to {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
