@@ -475,6 +475,47 @@ class Installation:
             self._json("POST", f"/repos/{repo}/issues/{number}/comments", body={"body": body})["id"]
         )
 
+    # --- triage -------------------------------------------------------------------------------
+
+    def propose_config_change(
+        self, repo: str, base: str, branch: str, text: str, title: str, body: str
+    ) -> int:
+        """Open (or reuse) a pull request that writes ``text`` to ``.github/secreview.yml``.
+
+        Suppressions go through review like any change: code owners see who silenced what.
+        """
+        base_sha = self._json("GET", f"/repos/{repo}/git/ref/heads/{quote(base)}")["object"]["sha"]
+        status, _, _ = self._call(
+            "POST",
+            f"/repos/{repo}/git/refs",
+            body={"ref": f"refs/heads/{branch}", "sha": base_sha},
+        )
+        if status not in (201, 422):  # 422: the branch exists from an earlier command
+            raise GitHubError(
+                f"GitHub answered {status} creating {branch}", reason=f"github_{status}"
+            )
+        current = self._call("GET", f"/repos/{repo}/contents/{CONFIG_PATH}", params={"ref": branch})
+        put: dict[str, Any] = {
+            "message": title,
+            "branch": branch,
+            "content": base64.b64encode(text.encode()).decode(),
+        }
+        if current[0] == 200:
+            put["sha"] = json.loads(current[2]).get("sha")
+        self._json("PUT", f"/repos/{repo}/contents/{CONFIG_PATH}", body=put)
+        owner = repo.split("/")[0]
+        existing = self._json(
+            "GET", f"/repos/{repo}/pulls", params={"head": f"{owner}:{branch}", "state": "open"}
+        )
+        if existing:
+            return int(existing[0]["number"])
+        pr = self._json(
+            "POST",
+            f"/repos/{repo}/pulls",
+            body={"title": title, "head": branch, "base": base, "body": body},
+        )
+        return int(pr["number"])
+
     # --- check runs -------------------------------------------------------------------------
 
     def start_check(self, repo: str, head_sha: str, name: str = "secreview") -> int:

@@ -1,4 +1,4 @@
-"""Command parsing and the worker's answers (pure)."""
+"""Commands: parsing, replies, and triage through a pull request on the base branch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 
 from bot.commands import CommandError, find_command, parse_command
 from bot.jobs import CommandJob
-from workers.commands import answer
+from bot.repo_config import parse_repo_config
+from tests.test_e2e_app import app_key  # noqa: F401 — the RSA key fixture
+from workers.commands import answer, with_suppression
 
 
 def job(command: str, authorized: bool = True) -> CommandJob:
@@ -52,11 +54,64 @@ def test_find_command_needs_its_own_line() -> None:
 
 
 def test_answers() -> None:
-    assert "only takes commands from owners" in answer(job("/secreview review", authorized=False))
-    reply = answer(job("/secreview accept-risk 1a2b3c4d --until 2027-01-31 internal only"))
-    assert (
-        "accept_risk:" in reply
-        and "fingerprint: 1a2b3c4d" in reply
-        and "until: 2027-01-31" in reply
-    )
-    assert "unknown command" in answer(job("/secreview frobnicate"))
+    assert "write access" in str(answer(job("/secreview review", authorized=False)))
+    command = answer(job("/secreview accept-risk 1a2b3c4d --until 2027-01-31 internal only"))
+    assert not isinstance(command, str) and command.verb == "accept-risk"
+    assert "unknown command" in str(answer(job("/secreview frobnicate")))
+
+
+def test_suppressions_are_added_to_the_config_and_validated() -> None:
+    cmd = parse_command("/secreview accept-risk 1a2b3c4d --until 2027-01-31 internal only")
+    current = "fail_on: critical\nignore:\n  - fingerprint: ffff0000\n    reason: x\n"
+    config = parse_repo_config(with_suppression(current, cmd).encode())
+    assert config.fail_on == "critical"
+    assert {s.fingerprint for s in config.suppressions} == {"ffff0000", "1a2b3c4d"}
+    assert config.suppressed("1a2b3c4d", dt.date(2027, 1, 31)) is not None
+    assert config.suppressed("1a2b3c4d", dt.date(2027, 2, 1)) is None  # it comes back
+
+
+def test_triage_opens_a_pull_request_on_the_base_branch(
+    redis_url: str,
+    app_key: tuple[str, str],  # noqa: F811
+) -> None:
+    import redis
+
+    from bot.config import Settings
+    from bot.github import GitHubApp
+    from tests.emulators.server import LiveServer
+    from tests.fakes.github import FakeGitHub, Pull
+    from workers.commands import run_command
+    from workers.pipeline import Services
+
+    fake = FakeGitHub("88", app_key[1])
+    repo = fake.add_repo("octo/shop", 4)
+    fake.set_file("octo/shop", "main", ".github/secreview.yml", b"fail_on: high\n")
+    fake.add_pull("octo/shop", Pull(7, "a" * 40, ""))
+    repo.permissions.update({"alice": "write", "bob": "read"})
+    with LiveServer(fake.app) as gh:
+        env = {
+            "GITHUB_APP_ID": "88",
+            "GITHUB_PRIVATE_KEY": app_key[0],
+            "GITHUB_API_URL": gh.url,
+            "REDIS_URL": redis_url,
+        }
+        settings = Settings.from_env(env)
+        svc = Services(
+            settings,
+            redis.Redis.from_url(redis_url),
+            GitHubApp(settings).installation,
+            lambda: None,
+        )  # type: ignore[arg-type,return-value]
+        line = "/secreview ignore 1a2b3c4d5e6f7a8b test fixture only"
+        cmd = CommandJob(4, "octo/shop", 7, 1, "alice", line, "d")
+        assert run_command(cmd, svc) == "proposed #8"
+        assert run_command(cmd, svc) == "proposed #8"  # a repeated command reuses the PR
+        branch = "secreview/ignore-1a2b3c4d5e6f7a8b"
+        proposed = parse_repo_config(repo.files[(branch, ".github/secreview.yml")])
+        assert proposed.fail_on == "high" and proposed.suppressed("1a2b3c4d5e6f7a8b")
+        assert parse_repo_config(repo.files[("main", ".github/secreview.yml")]).suppressions == ()
+        assert repo.pulls[8].base_ref == "main" and "@alice" in repo.pulls[8].body
+        # A collaborator without write access is refused, and nothing is proposed.
+        assert run_command(CommandJob(4, "octo/shop", 7, 2, "bob", line, "d"), svc) == "refused"
+        assert len(repo.pulls) == 2
+        assert "write access" in fake.issue_comments[-1]["body"]

@@ -149,7 +149,10 @@ class FakeGitHub:
             Route(r + "/installation", self._installation, methods=["GET"]),
             Route(r + "/pulls/{n:int}", self._pull, methods=["GET"]),
             Route(r + "/pulls/{n:int}/files", self._files, methods=["GET"]),
-            Route(r + "/contents/{path:path}", self._contents, methods=["GET"]),
+            Route(r + "/contents/{path:path}", self._contents, methods=["GET", "PUT"]),
+            Route(r + "/git/ref/heads/{branch:path}", self._get_ref, methods=["GET"]),
+            Route(r + "/git/refs", self._create_ref, methods=["POST"]),
+            Route(r + "/pulls", self._pulls, methods=["GET", "POST"]),
             Route(r + "/issues/{n:int}/comments", self._issue_comments, methods=["GET", "POST"]),
             Route(r + "/issues/comments/{cid:int}", self._edit_comment, methods=["PATCH"]),
             Route(r + "/pulls/{n:int}/reviews", self._reviews, methods=["GET", "POST"]),
@@ -282,10 +285,83 @@ class FakeGitHub:
         entries = _file_entries(pull.diff)[:3000]
         return _paged(request, entries, per_page, page)
 
+    async def _get_ref(self, request: Request) -> Response:
+        repo = self._repo(request)
+        branch = request.path_params["branch"]
+        if repo is None or (branch not in self.branches(repo) and branch != repo.default_branch):
+            return _not_found()
+        sha = hashlib.sha1(f"{repo.full_name}@{branch}".encode()).hexdigest()
+        self.shas[sha] = branch
+        return JSONResponse(
+            {"ref": f"refs/heads/{branch}", "object": {"sha": sha, "type": "commit"}}
+        )
+
+    def branches(self, repo: Repo) -> set[str]:
+        """Branches with at least one file."""
+        return {ref for ref, _ in repo.files}
+
+    async def _create_ref(self, request: Request) -> Response:
+        repo = self._repo(request)
+        body = request.state.json or {}
+        if repo is None:
+            return _not_found()
+        ref = str(body.get("ref", ""))
+        if not ref.startswith("refs/heads/") or body.get("sha") not in self.shas:
+            return _invalid("ref and sha are required")
+        branch = ref.removeprefix("refs/heads/")
+        if branch in self.branches(repo):
+            return _invalid("Reference already exists")
+        source = self.shas[body["sha"]]
+        for (file_ref, path), data in list(repo.files.items()):
+            if file_ref == source:
+                repo.files[(branch, path)] = data
+        repo.files.setdefault((branch, ".keep"), b"")
+        return JSONResponse({"ref": ref, "object": {"sha": body["sha"]}}, status_code=201)
+
+    async def _pulls(self, request: Request) -> Response:
+        repo = self._repo(request)
+        if repo is None:
+            return _not_found()
+        if request.method == "GET":
+            head = request.query_params.get("head", "")
+            branch = head.split(":", 1)[-1]
+            found = [
+                _pull_json(repo, p)
+                for p in repo.pulls.values()
+                if p.head_ref == branch and p.state == "open"
+            ]
+            return JSONResponse(found)
+        body = request.state.json or {}
+        if body.get("head") not in self.branches(repo) or not body.get("title"):
+            return _invalid("head must be an existing branch and title is required")
+        number = max(repo.pulls, default=0) + 1
+        pull = Pull(
+            number,
+            hashlib.sha1(body["head"].encode()).hexdigest(),
+            "",
+            title=body["title"],
+            body=body.get("body", ""),
+            base_ref=body.get("base", "main"),
+            head_ref=body["head"],
+            author=BOT_LOGIN,
+        )
+        self.add_pull(repo.full_name, pull)
+        return JSONResponse(_pull_json(repo, pull), status_code=201)
+
     async def _contents(self, request: Request) -> Response:
         repo = self._repo(request)
         if repo is None:
             return _not_found()
+        if request.method == "PUT":
+            body = request.state.json or {}
+            branch = body.get("branch", repo.default_branch)
+            path = request.path_params["path"]
+            if (branch, path) in repo.files and not body.get("sha"):
+                return _invalid("sha wasn't supplied")
+            repo.files[(branch, path)] = base64.b64decode(body.get("content", ""))
+            return JSONResponse(
+                {"content": {"path": path, "sha": secrets.token_hex(20)}}, status_code=200
+            )
         ref = request.query_params.get("ref", repo.default_branch)
         ref = self.shas.get(ref, ref)
         data = repo.files.get((ref, request.path_params["path"]))
@@ -298,6 +374,7 @@ class FakeGitHub:
                 "path": request.path_params["path"],
                 "size": len(data),
                 "content": base64.encodebytes(data).decode(),
+                "sha": hashlib.sha1(data).hexdigest(),
             }
         )
 
