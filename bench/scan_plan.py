@@ -1,8 +1,9 @@
 """Scan planning at scale: a generated tree of 20,000+ files / 2,000,000+ lines.
 
 Measures, in fresh processes: planning (walk, skip, rank, budget, pack) time and peak memory
-beside a bare walk that only reads every file; the number of requests and async batches; how
-full the units are; and requests against the minimum the token budget allows.
+beside a bare walk that only reads every file; then, from the engine's real units and prompts,
+the number of requests and of async batches under the 10 MB payload limit, how full the units
+are (estimated tokens over the budget), and requests against the minimum the budget allows.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": rss, "file
 _PLAN = """
 import json, math, resource, sys, time
 from pathlib import Path
-from bot import scan
+from bot import engine, llm, prompts, scan
+from bot.prompts import RepoContext
 from bot.repo_config import RepoConfig
 budget = int(sys.argv[2])
 t0 = time.perf_counter()
@@ -115,17 +117,27 @@ plan = scan.plan_scan(scan.walk_tree(Path(sys.argv[1])), RepoConfig(), budget_to
                       model="@cf/moonshotai/kimi-k2.6")
 elapsed = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-sizes = {f.path: f.tokens for f in plan.files}
-requests = sum(max(1, math.ceil(sum(sizes[p] for p in g) / budget)) for g in plan.groups)
-total = sum(sizes.values())
+total = sum(f.tokens for f in plan.files)
+# What the engine really sends: redaction, units, prompts, then batches by their payload bytes.
+t1 = time.perf_counter()
+review = engine.plan_files(plan.changed_files(), skipped=plan.skipped, repo=RepoContext(),
+                           kind="scan", budget_tokens=budget)
+fmt = prompts.response_format()
+batches = engine.batches(review.requests, lambda r: llm.batch_payload_size([r], fmt),
+                         llm.MAX_BATCH_BYTES)
+sizes = [sum(llm.batch_payload_size([r], fmt) for r in b) for b in batches]
+unit_tokens = sum(u.tokens for u in review.units)
 print(json.dumps({"seconds": elapsed, "peak_rss_mb": rss, "files": len(plan.files),
-                  "skipped": len(plan.skipped), "units": len(plan.groups), "requests": requests,
-                  "total_tokens": total, "fullness": plan.fullness,
-                  "estimated_cost_usd": plan.estimated_cost_usd}))
+                  "skipped": len(plan.skipped), "groups": len(plan.groups),
+                  "requests": len(review.requests), "total_tokens": total,
+                  "plan_fullness": plan.fullness,
+                  "unit_fullness": unit_tokens / (len(review.units) * budget),
+                  "estimated_cost_usd": plan.estimated_cost_usd,
+                  "batches": len(batches), "largest_batch_mb": max(sizes) / 1e6,
+                  "prompt_build_seconds": time.perf_counter() - t1,
+                  "peak_rss_with_prompts_mb":
+                      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-
-PREFIX_BYTES = 26_000  # system prompt (policy, schema, context) per request, as JSON
-MAX_BATCH_BYTES = 10 * 1024 * 1024
 
 
 def main() -> None:
@@ -137,9 +149,6 @@ def main() -> None:
             (run_child(_PLAN, str(root), str(BUDGET)) for _ in range(2)), key=lambda r: r["seconds"]
         )
     minimum = math.ceil(planned["total_tokens"] / BUDGET)
-    per_request = PREFIX_BYTES + planned["total_tokens"] / planned["requests"] * 3.3 * 1.15
-    per_batch = max(1, int(MAX_BATCH_BYTES // per_request))
-    batches = math.ceil(planned["requests"] / per_batch)
     result = {
         "tree": counts,
         "budget_tokens": BUDGET,
@@ -147,16 +156,15 @@ def main() -> None:
         "planning": planned,
         "minimum_requests": minimum,
         "requests_over_minimum": round(planned["requests"] / minimum - 1, 4),
-        "batches_under_10mb": batches,
         "targets": {
             "seconds": 20,
             "peak_rss_mb": 500,
-            "fullness": 0.85,
+            "unit_fullness": 0.85,
             "requests_over_minimum": 0.10,
         },
         "meets_targets": planned["seconds"] < 20
         and planned["peak_rss_mb"] < 500
-        and planned["fullness"] >= 0.85
+        and planned["unit_fullness"] >= 0.85
         and planned["requests"] <= minimum * 1.10,
     }
     path = write_result("scan_plan", result)
@@ -167,9 +175,15 @@ def main() -> None:
         f"({planned['files']:,} files, {planned['skipped']:,} skipped)"
     )
     print(
-        f"units/requests {planned['units']:,}/{planned['requests']:,} (minimum {minimum:,}, "
-        f"+{result['requests_over_minimum']:.1%}); batches {batches}; "
-        f"fullness {planned['fullness']:.1%}; est. cost ${planned['estimated_cost_usd']:.2f}"
+        f"requests       {planned['requests']:,} (minimum {minimum:,}, "
+        f"+{result['requests_over_minimum']:.1%}); {planned['groups']:,} packed groups; "
+        f"units {planned['unit_fullness']:.1%} full; est. cost "
+        f"${planned['estimated_cost_usd']:.2f}"
+    )
+    print(
+        f"batches        {planned['batches']} under 10 MB (largest "
+        f"{planned['largest_batch_mb']:.1f} MB); prompts built in "
+        f"{planned['prompt_build_seconds']:.1f} s, {planned['peak_rss_with_prompts_mb']:.0f} MB"
     )
     print(
         f"targets (<20 s, <500 MB, >=85% full, <=10% over minimum): "

@@ -11,6 +11,7 @@ import ast
 import io
 import logging
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -42,10 +43,12 @@ def bandit_source(path: str, source: bytes) -> list[Finding]:
     # and its plugin loader an ERROR for optional formatters it cannot import.
     logging.getLogger("bandit").setLevel(logging.CRITICAL)
     logging.getLogger("stevedore").setLevel(logging.CRITICAL)
-    from bandit.core import config as b_config
-    from bandit.core import manager as b_manager
+    with warnings.catch_warnings():  # stevedore's deprecation notice, on bandit's behalf
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from bandit.core import config as b_config
+        from bandit.core import manager as b_manager
 
-    mgr = b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True)
+        mgr = b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True)
     files = [path]
     mgr.files_list = list(files)
     mgr._parse_file(path, io.BytesIO(source), files)

@@ -1,24 +1,27 @@
-"""Full-repository scans: planning on real trees, packing, budgets, offline, emulator, resume."""
+"""Full-repository scans: walking and planning on real trees and tarballs, packing, budgets, the
+scan state stores in the real Redis, and batches around the payload limit through the emulator."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from bot import scan
+from bot import engine, llm, prompts, scan
+from bot.config import Settings
+from bot.llm import create_backend
+from bot.prompts import RepoContext
 from bot.repo_config import RepoConfig, parse_repo_config
+from bot.scan_run import FileStore, RedisStore, plan_key, run_scan
 from tests.emulators.server import LiveServer
-from tests.emulators.workers_ai import EmulatorApp, create_emulator
-from tests.procs import wait_for
+from tests.emulators.workers_ai import MAX_PAYLOAD_BYTES, EmulatorApp, create_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 VULN = ROOT / "tests" / "data" / "vulnproject"
@@ -181,58 +184,104 @@ def test_tarball_members_that_escape_are_refused() -> None:
     assert entries["link"] == "not a regular file"
 
 
-def run_cli(
-    args: list[str], env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CLOUDFLARE_", "OPENAI_", "SECREVIEW_", "WORKERS_AI_", "GITHUB_"))
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        env={**clean, **(env or {})},
-        cwd=ROOT,
-        capture_output=True,
-        timeout=120,
+def test_walk_lists_huge_files_tool_dirs_and_symlinked_dirs(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path / "repo",
+        {
+            "app.py": "x = 1\n",
+            "big.py": "x = 1\n" * 100_000,
+            "build/gen.py": "x = 1\n",
+            ".git/config": "[core]\n",
+            "real/mod.py": "x = 1\n",
+        },
     )
+    os.symlink(tmp_path, root / "escape")  # a directory link out of the tree
+    entries = {p: r for p, _, r in scan.walk_tree(root)}
+    assert entries["app.py"] is None
+    assert entries["big.py"] == "larger than 512 KB"
+    assert entries["build/"] == "build output or tool cache directory"
+    assert entries["escape"] == "symbolic link"
+    assert not [p for p in entries if p.startswith((".git/", "escape/"))]
+    assert entries["real/mod.py"] is None
 
 
-def test_offline_scan_of_the_fixture_project(tmp_path: Path) -> None:
-    proc = run_cli(["scan", str(VULN), "--format", "json", "--fail-on", "high"])
-    assert proc.returncode == 1, proc.stderr.decode()
-    report = json.loads(proc.stdout)
-    assert report["model"] is None
-    found = {
-        (f["source"], f["cwe"], f["line"])
-        for f in report["findings"]
-        if f["path"] == "app/views.py"
-    }
-    assert {
-        ("bandit", "CWE-78", 25),
-        ("bandit", "CWE-89", 19),
-        ("bandit", "CWE-502", 35),
-        ("secrets", "CWE-798", 12),
-    } <= found
-    assert not [f for f in report["findings"] if f["path"] == "app/money.py"]
-    skipped = {s["path"]: s["reason"] for s in report["coverage"]["skipped"]}
-    assert (
-        skipped["logo.png"] == "binary file"
-        and skipped["node_modules/left-pad/index.js"] == "vendored"
+def test_gitignore_semantics(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            ".gitignore": "/out\nlogs/\n*.py[co]\n!keep.pyc\ndocs/*.txt\n",
+            "out/a.py": "x\n",
+            "src/out/b.py": "x\n",  # "/out" is anchored at the root
+            "logs": "a file named like the ignored directory\n",
+            "src/logs/today.py": "x\n",
+            "m.pyc": "x\n",
+            "keep.pyc": "x\n",
+            "docs/a.txt": "x\n",
+            "docs/deep/a.txt": "x\n",  # "docs/*.txt" does not cross directories
+            "pkg/.gitignore": "*.txt\n!important.txt\n",
+            "pkg/a.txt": "x\n",
+            "pkg/important.txt": "x\n",
+        },
     )
-    assert "wJalrXUtnFEMI" not in proc.stdout.decode()
-    sarif = run_cli(["scan", str(VULN), "--format", "sarif", "--fail-on", "none"])
-    assert sarif.returncode == 0 and json.loads(sarif.stdout)["runs"][0]["results"]
-    from tests.test_render import assert_valid_sarif
-
-    assert_valid_sarif(json.loads(sarif.stdout))
+    seen = {p for p, _, _ in scan.walk_tree(root)}
+    assert {"src/out/b.py", "logs", "keep.pyc", "docs/deep/a.txt", "pkg/important.txt"} <= seen
+    assert not {"out/a.py", "src/logs/today.py", "m.pyc", "docs/a.txt", "pkg/a.txt"} & seen
 
 
-def test_upload_sarif_needs_a_repository() -> None:
-    proc = run_cli(["scan", str(VULN), "--upload-sarif"])
-    assert proc.returncode == 2 and b"needs OWNER/REPO" in proc.stderr
-    proc = run_cli(["scan", "not a target!"])
-    assert proc.returncode == 2 and len(proc.stderr.decode().strip().splitlines()) == 1
+def test_tarball_top_level_escape_and_tool_dirs() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in ("../evil.py", "top/dist/bundle.py", "top/ok.py"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"x\n"))
+    entries = {p: r for p, _, r in scan.walk_tarball(buf.getvalue())}
+    assert entries == {
+        "evil.py": "unsafe path in archive",
+        "dist/bundle.py": "build output or tool cache directory",
+        "ok.py": None,
+    }
+
+
+def stored_state() -> dict[str, object]:
+    return {
+        "key": "k" * 32,
+        "batches": [
+            {"round": 1, "refs": ["u1", "u2"], "request_id": "r1", "done": False, "results": {}},
+            {"round": 1, "refs": ["u3"], "request_id": "r2", "done": True, "results": {}},
+        ],
+    }
+
+
+def test_redis_store_keeps_one_field_per_batch(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisStore(client, "secreview:scan:test")
+    assert store.load() is None
+    state = stored_state()
+    store.save(state)
+    assert client.type("secreview:scan:test") == b"hash"
+    assert set(client.hkeys("secreview:scan:test")) == {b"meta", b"batch:0", b"batch:1"}
+    assert 0 < client.ttl("secreview:scan:test") <= 7 * 24 * 3600
+    again = RedisStore(client, "secreview:scan:test")  # a new worker picks the scan up
+    assert again.load() == state
+    batches = state["batches"]
+    assert isinstance(batches, list)
+    batches[0]["done"] = True
+    batches[0]["results"] = {"u1": ['{"findings": []}', [10, 5, 1], None]}
+    client.hset("secreview:scan:test", "batch:1", "untouched")  # proves only changes are written
+    again.save(state)
+    assert client.hget("secreview:scan:test", "batch:1") == b"untouched"
+    assert json.loads(client.hget("secreview:scan:test", "batch:0") or b"") == batches[0]
+
+
+def test_file_store_round_trips_and_tolerates_garbage(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "scans" / "abc.json")
+    assert store.load() is None
+    store.save(stored_state())
+    assert store.load() == stored_state()
+    assert [p.name for p in (tmp_path / "scans").iterdir()] == ["abc.json"]  # no temp file left
+    (tmp_path / "scans" / "abc.json").write_text("{half a fi")
+    assert store.load() is None
 
 
 @pytest.fixture
@@ -243,64 +292,74 @@ def emulator() -> Iterator[tuple[EmulatorApp, str]]:
         yield emu, server.url
 
 
-def model_env(url: str, state_dir: Path) -> dict[str, str]:
-    return {
-        "CLOUDFLARE_ACCOUNT_ID": "acct",
-        "CLOUDFLARE_API_TOKEN": "tok",
-        "WORKERS_AI_BASE_URL": url + "/client/v4",
-        "SECREVIEW_UNIT_TOKENS": "600",
-    }
-
-
-def test_scan_through_the_emulator(emulator: tuple[EmulatorApp, str], tmp_path: Path) -> None:
-    emu, url = emulator
-    proc = run_cli(
-        ["scan", str(VULN), "--format", "json", "--fail-on", "none", "--state-dir", str(tmp_path)],
-        env=model_env(url, tmp_path),
+def big_review(budget: int = 2000, files: int = 420) -> engine.ReviewPlan:
+    """A scan whose requests add up to more than one 10 MB batch."""
+    entries = [
+        (
+            f"pkg/m{i:03}.py",
+            "".join(f"value_{j} = compute({j}, {i})  # {'x' * 40}\n" for j in range(60)).encode(),
+            None,
+        )
+        for i in range(files)
+    ]
+    plan = scan.plan_scan(entries, RepoConfig(), budget_tokens=budget, model=MODEL)
+    return engine.plan_files(
+        plan.changed_files(), repo=RepoContext(), kind="scan", budget_tokens=budget
     )
-    assert proc.returncode == 0, proc.stderr.decode()
-    report = json.loads(proc.stdout)
-    assert report["model"] == MODEL and report["stats"]["requests"] >= 1
-    assert any(f["source"] == "model" and f["cwe"] == "CWE-89" for f in report["findings"])
-    submits = [r for r in emu.state.requests if r.kind == "submit"]
-    assert submits and all(r.headers["x-session-affinity"].startswith("sr-") for r in submits)
 
 
-def test_a_killed_scan_resumes_without_paying_again(
+def accepted_refs(emu: EmulatorApp) -> list[str]:
+    return [
+        item["external_reference"]
+        for r in emu.state.requests
+        if r.kind == "submit" and r.status == 200
+        for item in r.body["requests"]
+    ]
+
+
+def test_batches_stay_under_the_payload_limit_and_a_413_is_split(
     emulator: tuple[EmulatorApp, str], tmp_path: Path
 ) -> None:
     emu, url = emulator
-    emu.state.polls_until_done = 1_000_000  # the batch stays "running" until we let it finish
-    args = [
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "scan",
-        str(VULN),
-        "--format",
-        "json",
-        "--fail-on",
-        "none",
-        "--state-dir",
-        str(tmp_path / "state"),
-    ]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "SECREVIEW_"))},
-        **model_env(url, tmp_path),
-    }
-    child = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    review = big_review()
+    fmt = prompts.response_format()
+    total = sum(llm.batch_payload_size([r], fmt) for r in review.requests)
+    assert total > MAX_PAYLOAD_BYTES  # one batch could not carry this scan
+    emu.state.fail_next("too_large", on=("submit",))  # the first submit is refused: split it
+    settings = Settings.from_env(
+        {
+            "CLOUDFLARE_ACCOUNT_ID": "acct",
+            "CLOUDFLARE_API_TOKEN": "tok",
+            "WORKERS_AI_BASE_URL": url + "/client/v4",
+        }
     )
-    wait_for(lambda: any(r.kind == "poll" for r in emu.state.requests), 60, "the first poll")
-    child.send_signal(signal.SIGKILL)
-    child.wait(10)
-    submitted = [r for r in emu.state.requests if r.kind == "submit"]
-    assert submitted and list((tmp_path / "state").glob("*.json"))
-    for batch in emu.state.batches.values():
-        batch.polls_until_done = 0
-    emu.state.polls_until_done = 0
-    rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, timeout=120)
-    assert rerun.returncode == 0, rerun.stderr.decode()
-    assert b"resuming the scan" in rerun.stderr
-    assert [r for r in emu.state.requests if r.kind == "submit"] == submitted
-    assert json.loads(rerun.stdout)["stats"]["requests"] >= 1
+    store = FileStore(tmp_path / f"{plan_key(review)}.json")
+    result = run_scan(review, create_backend(settings), store, sleep=lambda _: None)
+    submits = [r for r in emu.state.requests if r.kind == "submit"]
+    assert submits[0].status == 413 and all(r.status == 200 for r in submits[1:])
+    assert len(submits) >= 4  # two batches by size, the refused one sent again as two halves
+    assert all(r.size < MAX_PAYLOAD_BYTES for r in submits)
+    assert {r.headers["x-session-affinity"] for r in submits} == {review.affinity}
+    counts = Counter(accepted_refs(emu))
+    assert set(counts) == {u.id for u in review.units} and set(counts.values()) == {1}
+    assert result.failed_units == () and result.stats.requests == len(review.units)
+
+
+def test_a_batch_refused_for_capacity_is_retried_not_lost(
+    emulator: tuple[EmulatorApp, str], tmp_path: Path
+) -> None:
+    emu, url = emulator
+    review = big_review(files=12)
+    emu.state.fail_next("capacity", on=("submit",))
+    settings = Settings.from_env(
+        {
+            "CLOUDFLARE_ACCOUNT_ID": "acct",
+            "CLOUDFLARE_API_TOKEN": "tok",
+            "WORKERS_AI_BASE_URL": url + "/client/v4",
+        }
+    )
+    store = FileStore(tmp_path / "state.json")
+    result = run_scan(review, create_backend(settings), store, sleep=lambda _: None)
+    assert Counter(accepted_refs(emu)) == Counter(u.id for u in review.units)
+    assert result.failed_units == ()
+    assert result.stats.requests == len(review.units)
