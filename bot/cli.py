@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import __version__, analyzers, engine, render, verify
+from bot import __version__, analyzers, engine, llm, render, verify
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
@@ -88,19 +88,27 @@ def _repo_setup(path: str | None) -> tuple[RepoContext, RepoConfig]:
     return local_repo_context(root, instructions=config.instructions), config
 
 
-def progress_printer(stream: TextIO, quiet: bool) -> engine.Progress | None:
-    """A progress callback: a rewriting bar on a terminal, one line per step otherwise."""
+def progress_printer(
+    stream: TextIO, quiet: bool, *, files: int | None = None, model: str | None = None
+) -> engine.Progress | None:
+    """Progress: a rewriting bar on a terminal, one plain line per step otherwise.
+
+    Units done, tokens, cached share; with ``files`` and ``model`` (a scan) also the files
+    planned and the cost so far.
+    """
     if quiet:
         return None
     tty = stream.isatty()
 
     def show(done: int, total: int, usage: Usage) -> None:
         share = usage.cached_tokens / usage.prompt_tokens if usage.prompt_tokens else 0.0
-        width = 24
-        filled = int(width * done / total) if total else width
+        filled = int(24 * done / total) if total else 24
+        bar = f"[{'#' * filled}{'.' * (24 - filled)}] " if tty else "secreview: "
+        planned = f"{files} files, " if files is not None else ""
+        cost = f", ${llm.cost_usd(model, usage):.4f} so far" if model else ""
         line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} units  "
-            f"{usage.prompt_tokens:,} prompt tokens  {share:.0%} cached"
+            f"{bar}{planned}{done}/{total} units, {usage.prompt_tokens:,} tokens "
+            f"({share:.0%} cached){cost}"
         )
         stream.write(f"\r{line}" if tty else f"{line}\n")
         if tty and done >= total:

@@ -6,15 +6,13 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import analyzers, engine, llm, scan
+from bot import analyzers, engine, scan
 from bot.config import Settings
 from bot.errors import ConfigError, UsageError
 from bot.findings import Finding, ReviewResult
-from bot.llm import Usage
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -171,28 +169,11 @@ def _announce(
         )
 
 
-def progress_printer(
-    stream: TextIO, quiet: bool, files: int, model: str
-) -> Callable[[int, int, Usage], None] | None:
-    """Scan progress: a rewriting bar on a terminal, one plain line per step otherwise."""
-    if quiet:
-        return None
-    tty = stream.isatty()
+def progress_printer(stream: TextIO, quiet: bool, files: int, model: str) -> engine.Progress | None:
+    """Scan progress: files planned, units done, tokens, cached share and cost so far."""
+    from bot import cli
 
-    def show(done: int, total: int, usage: Usage) -> None:
-        share = usage.cached_tokens / usage.prompt_tokens if usage.prompt_tokens else 0.0
-        filled = int(24 * done / total) if total else 24
-        bar = f"[{'#' * filled}{'.' * (24 - filled)}] " if tty else "secreview: "
-        line = (
-            f"{bar}{files} files, {done}/{total} units, {usage.prompt_tokens:,} tokens "
-            f"({share:.0%} cached), ${llm.cost_usd(model, usage):.4f} so far"
-        )
-        stream.write(f"\r{line}" if tty else f"{line}\n")
-        if tty and done >= total:
-            stream.write("\n")
-        stream.flush()
-
-    return show
+    return cli.progress_printer(stream, quiet, files=files, model=model)
 
 
 def _run(

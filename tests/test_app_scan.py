@@ -19,7 +19,6 @@ from bot.llm import create_backend
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import create_emulator
 from tests.fakes.github import FakeGitHub, Pull
-from tests.test_e2e_app import app_key  # noqa: F401 — the module's RSA key fixture
 from tests.test_render import assert_valid_sarif
 from workers.pipeline import Services
 from workers.scan import baseline_key, baseline_notes, poll_scan, scan_repository
@@ -30,7 +29,7 @@ REPO = "octo/vuln"
 
 
 @pytest.fixture
-def services(redis_url: str, app_key: tuple[str, str]) -> Iterator[tuple[FakeGitHub, Services]]:  # noqa: F811
+def services(redis_url: str, app_key: tuple[str, str]) -> Iterator[tuple[FakeGitHub, Services]]:
     fake = FakeGitHub("55", app_key[1])
     fake.add_repo(REPO, 9)
     for path in VULN.rglob("*"):

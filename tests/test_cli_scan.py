@@ -21,7 +21,6 @@ from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub
 from tests.procs import wait_for
-from tests.test_e2e_app import app_key  # noqa: F401 — the module's RSA key fixture
 from tests.test_render import assert_github_ingestible, assert_valid_sarif
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,7 +245,7 @@ def test_a_killed_scan_resumes_without_paying_again(
 
 
 def test_owner_repo_through_the_app_with_sarif_upload(
-    app_key: tuple[str, str],  # noqa: F811
+    app_key: tuple[str, str],
 ) -> None:
     fake = FakeGitHub("55", app_key[1])
     fake.add_repo("octo/vuln", 9)

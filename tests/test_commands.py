@@ -9,7 +9,6 @@ import pytest
 from bot.commands import CommandError, find_command, parse_command
 from bot.jobs import CommandJob
 from bot.repo_config import parse_repo_config
-from tests.test_e2e_app import app_key  # noqa: F401 — the RSA key fixture
 from workers.commands import answer, with_suppression
 
 
@@ -72,7 +71,7 @@ def test_suppressions_are_added_to_the_config_and_validated() -> None:
 
 def test_triage_opens_a_pull_request_on_the_base_branch(
     redis_url: str,
-    app_key: tuple[str, str],  # noqa: F811
+    app_key: tuple[str, str],
 ) -> None:
     import redis
 

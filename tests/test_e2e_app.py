@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot import jobs
 from bot.webhooks import signature
@@ -40,22 +38,6 @@ SQLI = (
 )
 SAFE = """+    query = "SELECT id, name, price FROM products WHERE name LIKE ? ORDER BY id\""""
 DIFF2 = DIFF1.replace(SQLI, SAFE)
-
-
-@pytest.fixture(scope="module")
-def app_key() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 @dataclass

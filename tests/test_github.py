@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot import engine
 from bot.config import Settings
@@ -28,30 +26,16 @@ REPO = "octo/shop"
 HEAD = "a" * 40
 
 
-@pytest.fixture(scope="module")
-def keys() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 @pytest.fixture
-def gh(keys: tuple[str, str]) -> Iterator[tuple[FakeGitHub, Installation]]:
-    fake = FakeGitHub("77", keys[1], base_path="/api/v3")  # GitHub Enterprise style
+def gh(app_key: tuple[str, str]) -> Iterator[tuple[FakeGitHub, Installation]]:
+    fake = FakeGitHub("77", app_key[1], base_path="/api/v3")  # GitHub Enterprise style
     fake.add_repo(REPO, 5)
     fake.add_pull(REPO, Pull(3, HEAD, DIFF, title="t", body="b"))
     with LiveServer(fake.app) as server:
         settings = Settings.from_env(
             {
                 "GITHUB_APP_ID": "77",
-                "GITHUB_PRIVATE_KEY": keys[0],
+                "GITHUB_PRIVATE_KEY": app_key[0],
                 "GITHUB_API_URL": server.url + "/api/v3",
             }
         )

@@ -19,7 +19,6 @@ from bot.llm import Usage, create_backend
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub, Pull
-from tests.test_e2e_app import app_key  # noqa: F401 — the module's RSA key fixture
 from workers import pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +39,7 @@ class World:
 
 
 @pytest.fixture
-def world(redis_url: str, app_key: tuple[str, str]) -> Iterator[World]:  # noqa: F811
+def world(redis_url: str, app_key: tuple[str, str]) -> Iterator[World]:
     fake = FakeGitHub("66", app_key[1])
     fake.add_repo(REPO, 3)
     model = create_emulator(account_id="acct", api_token="tok")
