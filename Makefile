@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Microsoft's SARIF multitool (GitHub's own ingestion rules) for the SARIF tests, when npm is here.
+	-command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix $(VENV)/sarif @microsoft/sarif-multitool
 	touch $(STAMP)
 
 install: $(STAMP)
