@@ -35,7 +35,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar (DESIGN.md §3)."""
-    parser = _Parser(prog="secreview", description=__doc__)
+    parser = _Parser(
+        prog="secreview",
+        description="Security review of pull requests and repositories with a large open model.",
+    )
     parser.add_argument("--version", action="version", version=f"secreview {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     review = sub.add_parser("review", help="review a diff for security vulnerabilities")

@@ -5,6 +5,8 @@ emulator and the fake GitHub, all on loopback.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -270,6 +272,24 @@ def test_redis_stopped_is_503(tmp_path: Path) -> None:
 
         assert post("before") == 202
         assert httpx.get(url + "/readyz").status_code == 200
+        # `secreview replay` signs a saved delivery the same way GitHub does.
+        saved = tmp_path / "pull_request.json"
+        saved.write_bytes(body)
+        replay = subprocess.run(
+            [
+                *SECREVIEW,
+                "replay",
+                str(saved),
+                "--event",
+                "pull_request",
+                "--url",
+                url + "/api/github/webhooks",
+            ],
+            env={**os.environ, "GITHUB_WEBHOOK_SECRET": SECRET},
+            capture_output=True,
+            timeout=60,
+        )
+        assert replay.returncode == 0 and replay.stdout.startswith(b"202"), replay.stderr
         server.stop()
         assert post("after") == 503
         assert httpx.get(url + "/readyz").status_code == 503
