@@ -159,3 +159,14 @@ def test_the_second_look_drops_a_refuted_finding_before_posting(world: World) ->
     assert "Second look" in summary and "refuted by the verification pass" in summary
     submits = [r for r in world.model.state.requests if r.kind == "submit"]
     assert len(submits) == 2  # the review, then one verification batch
+
+
+def test_a_spent_model_quota_is_said_on_the_pr_not_left_spinning(world: World) -> None:
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    world.model.state.fail_next("quota", times=5, on=("submit",))
+    assert review(world).startswith("published")
+    (check,) = world.github.check_runs
+    assert check["status"] == "completed" and check["conclusion"] == "neutral"
+    summary = world.github.issue_comments[0]["body"]
+    assert "Workers AI refused the request (model_quota" in summary
+    assert "CWE-798" in summary  # the analyzers' findings are still posted

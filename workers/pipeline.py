@@ -26,7 +26,7 @@ import redis
 from bot import budget, engine, llm, prompts, risk, verify
 from bot import diff as diffmod
 from bot.config import Settings
-from bot.errors import ConfigError, ModelCapacity
+from bot.errors import ConfigError, ModelCapacity, ModelError
 from bot.findings import ReviewResult
 from bot.jobs import ReviewJob
 from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
@@ -235,7 +235,15 @@ def _start(inst: InstallationPort, pr: Any, target: Target, svc: Services) -> Ne
     if not plan.requests or skip:
         return _finish(inst, pr, config, plan, state, target, svc, skip)
     backend = svc.backend()
-    _submit(backend, plan, list(plan.requests), state)
+    try:
+        _submit(backend, plan, list(plan.requests), state)
+    except ModelError as exc:
+        if exc.retryable:
+            raise  # capacity, timeouts: the task retries with backoff
+        # Quota spent (3036), model unavailable, plan or credentials wrong: say so on the PR
+        # rather than leave the check spinning; the analyzers' findings still get posted.
+        note = f"No model review: Workers AI refused the request ({exc.reason}: {exc})."
+        return _finish(inst, pr, config, plan, state, target, svc, Skipped(note, "neutral"))
     step = _again(
         f"submitted {len(plan.requests)} units", svc.settings.first_poll_s, state, svc, target
     )
