@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import __version__, analyzers, engine, llm, render, verify
+from bot import __version__, analyzers, engine, llm, logs, render, verify
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
             args.celery_args = [*extra, *args.celery_args]  # options for Celery itself
         settings = Settings.from_env()
-        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        logs.configure(settings.log_level, settings.log_format)
         func: Callable[[argparse.Namespace, Settings], int] = args.func
         return func(args, settings)
     except (ConfigError, UsageError) as exc:

@@ -56,6 +56,22 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
 
 
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}"
+        )
+    return level
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    fmt = (env.get("LOG_FORMAT") or "text").strip().lower()
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, not {fmt!r}")
+    return fmt
+
+
 def _private_key(env: Mapping[str, str]) -> str | None:
     key = env.get("GITHUB_PRIVATE_KEY")
     if key:
@@ -106,6 +122,7 @@ class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     dry_run: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
     unit_token_budget: int = 12_000
     max_units: int = 200
     max_cost_usd: float | None = None
@@ -136,7 +153,8 @@ class Settings:
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
             dry_run=_flag(env, "SECREVIEW_DRY_RUN"),
-            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            log_level=_log_level(env),
+            log_format=_log_format(env),
             unit_token_budget=_int(env, "SECREVIEW_UNIT_TOKENS", 12_000, minimum=500),
             max_units=_int(env, "SECREVIEW_MAX_UNITS", 200, minimum=1),
             max_cost_usd=_float(env, "SECREVIEW_MAX_COST_USD", None),
