@@ -13,27 +13,36 @@ redelivered, worker killed and its message restored) changes nothing the first r
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import redis
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from bot import budget, engine, llm, prompts, risk, verify
-from bot import diff as diffmod
-from bot.config import Settings
 from bot.errors import ConfigError, ModelCapacity, ModelError
 from bot.findings import ReviewResult
 from bot.jobs import ReviewJob
 from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
-from bot.prompts import PRContext, RepoContext
 from bot.repo_config import RepoConfig
 from bot.tokens import estimate_tokens
-from workers.state import Batch, ReviewState, StateStore, StoredResult, review_key
+from workers.planning import build_plan
+from workers.ports import InstallationPort, Next, PullDiffLike, PullRequestLike, Services, Target
+from workers.state import Batch, ReviewState, StoredResult
+from workers.telemetry import record_metrics, usage_of
+
+__all__ = [
+    "InstallationPort",
+    "Next",
+    "PullDiffLike",
+    "PullRequestLike",
+    "Services",
+    "Target",
+    "build_plan",
+    "poll_delay",
+    "poll_model_job",
+    "review_pull_request",
+]
 
 log = logging.getLogger("secreview.pipeline")
 
@@ -41,80 +50,6 @@ RETRYABLE = ("model_capacity", "model_timeout", "missing_response", "model_unava
 MAX_ATTEMPTS = {"invalid_model_output": 2, "retryable": 3}
 FIRST_POLL_S = 5.0
 MAX_POLL_S = 60.0
-CONTEXT_TTL_S = 24 * 3600
-
-
-class PullRequestLike(Protocol):
-    """What the pipeline reads of a pull request (``bot.github.PullRequest``)."""
-
-    @property
-    def repo(self) -> str: ...
-    @property
-    def number(self) -> int: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def body(self) -> str: ...
-    @property
-    def head_sha(self) -> str: ...
-    @property
-    def base_ref(self) -> str: ...
-    @property
-    def draft(self) -> bool: ...
-    @property
-    def state(self) -> str: ...
-
-
-class PullDiffLike(Protocol):
-    """A pull request's change: unified diff text, or files from the paged ``/files`` API."""
-
-    @property
-    def text(self) -> str | None: ...
-    @property
-    def files(self) -> Sequence[diffmod.ChangedFile]: ...
-    @property
-    def skipped(self) -> Sequence[diffmod.Skip]: ...
-
-
-class InstallationPort(Protocol):
-    """The GitHub calls a review makes, through one installation (``bot.github.Installation``)."""
-
-    def pull_request(self, repo: str, number: int) -> Any: ...
-    def pull_diff(self, repo: str, number: int) -> Any: ...
-    def repo_config(self, repo: str, base_ref: str) -> RepoConfig: ...
-    def post_comment(self, repo: str, number: int, body: str) -> int: ...
-    def start_check(self, repo: str, head_sha: str, name: str = ...) -> int: ...
-    def finish_check(
-        self,
-        repo: str,
-        check_run_id: int,
-        conclusion: str,
-        title: str,
-        summary: str,
-        annotations: Sequence[Any] = ...,
-    ) -> None: ...
-    def publish_review(
-        self,
-        repo: str,
-        pr: Any,
-        head_sha: str,
-        result: ReviewResult,
-        config: RepoConfig,
-        *,
-        check_run_id: int | None,
-        notes: Sequence[str] = ...,
-        files: Any = ...,
-        conclusion: str | None = ...,
-    ) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Next:
-    """What the task layer should do next: poll again after ``poll_in`` seconds, or stop."""
-
-    outcome: str
-    poll_in: float | None = None
-    token: str = ""
 
 
 def _again(outcome: str, delay: float, state: ReviewState, svc: Services, target: Target) -> Next:
@@ -130,47 +65,6 @@ def _again(outcome: str, delay: float, state: ReviewState, svc: Services, target
         svc.schedule(target, step)
         return Next(outcome, token=state.poll_token)  # already scheduled
     return step
-
-
-@dataclass
-class Services:
-    """The pipeline's ports: settings, Redis, GitHub per installation, the model backend."""
-
-    settings: Settings
-    redis: redis.Redis
-    github: Callable[[int], InstallationPort]
-    backend: Callable[[], ModelBackend]
-    clock: Callable[[], float] = time.time
-    schedule: Callable[[Target, Next], None] | None = None  # queue a poll (the task layer's)
-    verify_backend: Callable[[], ModelBackend] | None = None  # the second look's model
-    store: StateStore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.store = StateStore(self.redis)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One review: a pull request at one head, through one installation."""
-
-    installation_id: int
-    repo: str
-    pr: int
-    head_sha: str
-
-    @property
-    def key(self) -> str:
-        """The review's Redis key."""
-        return review_key(self.repo, self.pr, self.head_sha)
-
-    def kwargs(self) -> dict[str, Any]:
-        """The poll task's keyword arguments."""
-        return {
-            "installation_id": self.installation_id,
-            "repo": self.repo,
-            "pr": self.pr,
-            "head_sha": self.head_sha,
-        }
 
 
 # --- step 1: start ---------------------------------------------------------------------------
@@ -259,81 +153,6 @@ def _start(inst: InstallationPort, pr: Any, target: Target, svc: Services) -> Ne
         },
     )
     return step
-
-
-def build_plan(
-    inst: InstallationPort, pr: Any, config: RepoConfig, target: Target, svc: Services
-) -> engine.ReviewPlan:
-    """Plan the review of ``pr``'s diff (deterministic: a re-plan yields the same units)."""
-    change = inst.pull_diff(target.repo, target.pr)
-    repo = repo_context(inst, target, config, svc)
-    common: dict[str, Any] = {
-        "repo": repo,
-        "budget_tokens": svc.settings.unit_token_budget,
-        "max_units": svc.settings.max_units,
-        "installation": target.installation_id,
-    }
-    if change.text is not None:
-        parsed = diffmod.parse_diff(change.text)
-        files, extra_skips = list(parsed.files), ()
-    else:
-        files, extra_skips = list(change.files), tuple(change.skipped)
-    kept, skipped = diffmod.filter_files(files, config.filter_rules)
-    kept = risk.sensitive_first(kept)  # a unit cap never drops auth, crypto, workflows, IaC
-    pr_ctx = PRContext(title=pr.title, body=pr.body or "", files=tuple(f.path for f in kept))
-    return engine.plan_files(kept, skipped=(*extra_skips, *skipped), pr=pr_ctx, **common)
-
-
-def repo_context(
-    inst: InstallationPort, target: Target, config: RepoConfig, svc: Services
-) -> RepoContext:
-    """The repository context, cached per repository so the prompt prefix stays byte-stable."""
-    key = f"secreview:repo-context:{target.repo}"
-    raw = svc.redis.get(key)
-    if raw is not None:
-        data = json.loads(raw)
-        base = RepoContext(
-            repo=str(data["repo"]),
-            languages=tuple(data["languages"]),
-            frameworks=tuple(data["frameworks"]),
-            manifests=tuple(data["manifests"]),
-            security_files=tuple(data["security_files"]),
-        )
-    else:
-        base = _detect_context(inst, target)
-        data = {k: list(v) if isinstance(v, tuple) else v for k, v in _fields(base).items()}
-        svc.redis.set(key, json.dumps(data, sort_keys=True), ex=CONTEXT_TTL_S)
-    return RepoContext(
-        repo=base.repo,
-        languages=base.languages,
-        frameworks=base.frameworks,
-        manifests=base.manifests,
-        security_files=base.security_files,
-        instructions=config.instructions,
-    )
-
-
-def _fields(ctx: RepoContext) -> dict[str, Any]:
-    return {
-        "repo": ctx.repo,
-        "languages": ctx.languages,
-        "frameworks": ctx.frameworks,
-        "manifests": ctx.manifests,
-        "security_files": ctx.security_files,
-        "instructions": "",
-    }
-
-
-def _detect_context(inst: InstallationPort, target: Target) -> RepoContext:
-    tree = getattr(inst, "tree_paths", None)
-    read = getattr(inst, "file_text", None)
-    if tree is None or read is None:
-        return RepoContext(repo=target.repo)
-    from bot.context import detect_repo_context
-
-    ref = "HEAD"
-    paths = tree(target.repo, ref)
-    return detect_repo_context(target.repo, paths, lambda p: read(target.repo, p, ref))
 
 
 def _submit(
@@ -575,7 +394,7 @@ def _finish(
     notes += baseline_notes(svc.redis, target.repo, result.findings)
     if skipped is not None:
         notes.insert(0, skipped.note)
-    budget.charge(svc.redis, target.installation_id, target.repo, _usage(result))
+    budget.charge(svc.redis, target.installation_id, target.repo, usage_of(result))
     inst.publish_review(
         target.repo,
         pr,
@@ -592,43 +411,6 @@ def _finish(
     record_metrics(svc, target.repo, result, getattr(inst, "last_posted", None))
     log.info("review published", extra={**_ids(target), "findings": len(result.findings)})
     return Next(f"published {len(result.findings)} findings")
-
-
-def _usage(result: ReviewResult) -> Usage:
-    s = result.stats
-    return Usage(s.prompt_tokens, s.cached_tokens, s.completion_tokens)
-
-
-def record_metrics(svc: Services, repo: str, result: ReviewResult, posted: Any) -> None:
-    """Counters for /metrics (kept in Redis: workers have no endpoint), and reviewer reactions.
-
-    Reactions on the bot's comments are a snapshot per comment, so the per-repository totals
-    are recomputed from that snapshot rather than incremented twice for the same thumbs-up.
-    """
-    from bot.metrics import SHARED_KEY, incr_shared, series
-
-    stats = result.stats
-    incr_shared(svc.redis, "secreview_reviews_total", {"repo": repo})
-    incr_shared(svc.redis, "secreview_findings_total", {"repo": repo}, len(result.findings))
-    incr_shared(svc.redis, "secreview_prompt_tokens_total", {"repo": repo}, stats.prompt_tokens)
-    incr_shared(svc.redis, "secreview_cached_tokens_total", {"repo": repo}, stats.cached_tokens)
-    incr_shared(svc.redis, "secreview_cost_usd_total", {"repo": repo}, stats.cost_usd)
-    comments = getattr(posted, "comments", ()) or ()
-    if not comments:
-        return
-    key = f"secreview:reactions:{repo}"
-    svc.redis.hset(key, mapping={str(c.id): f"{c.thumbs_up},{c.thumbs_down}" for c in comments})
-    up = down = 0
-    for raw in svc.redis.hvals(key):
-        a, b = (raw.decode() if isinstance(raw, bytes) else raw).split(",")
-        up, down = up + int(a), down + int(b)
-    svc.redis.hset(
-        SHARED_KEY,
-        mapping={
-            series("secreview_finding_reactions", {"repo": repo, "reaction": "+1"}): up,
-            series("secreview_finding_reactions", {"repo": repo, "reaction": "-1"}): down,
-        },
-    )
 
 
 def _result(state: ReviewState, ref: str) -> ModelResult:
