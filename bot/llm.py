@@ -469,10 +469,13 @@ def create_backend(
     transport: httpx.BaseTransport | None = None,
     model: str | None = None,
     response_format: Mapping[str, Any] | None = None,
+    max_retries: int = 4,
 ) -> ModelBackend:
     """The backend ``settings`` select; ConfigError if none is configured.
 
     ``response_format`` defaults to ``prompts.response_format()`` (the findings json_schema).
+    ``max_retries`` 0 makes a capacity error surface at once (a Celery task then retries later
+    instead of sleeping in the worker).
     """
     settings.require_model()
     if response_format is None:
@@ -488,6 +491,7 @@ def create_backend(
             settings.workers_ai_base_url,
             response_format=response_format,
             transport=transport,
+            max_retries=max_retries,
         )
     return OpenAICompatibleClient(
         settings.openai_base_url or "",
@@ -495,4 +499,5 @@ def create_backend(
         chosen,
         response_format=response_format,
         transport=transport,
+        max_retries=max_retries,
     )

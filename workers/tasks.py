@@ -123,12 +123,14 @@ def _lazy_services(
                     settings=settings,
                     redis=redis.Redis.from_url(settings.redis_url),
                     github=app.installation,
-                    backend=lambda: create_backend(settings),
+                    # No in-process retry sleeps: a capacity error retries the task later.
+                    backend=lambda: create_backend(settings, max_retries=0),
                     schedule=schedule_poll,
                     verify_backend=lambda: create_backend(
                         settings,
                         model=settings.verify_model,
                         response_format=verify.response_format(),
+                        max_retries=0,
                     ),
                 )
             )
