@@ -170,3 +170,17 @@ def test_a_spent_model_quota_is_said_on_the_pr_not_left_spinning(world: World) -
     summary = world.github.issue_comments[0]["body"]
     assert "Workers AI refused the request (model_quota" in summary
     assert "CWE-798" in summary  # the analyzers' findings are still posted
+
+
+def test_capacity_on_submit_raises_for_the_task_to_retry_and_the_retry_resumes(
+    world: World,
+) -> None:
+    from bot.errors import ModelCapacity
+
+    world.svc.backend = lambda: create_backend(world.svc.settings, max_retries=0)
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    world.model.state.fail_next("capacity", times=1, on=("submit",))
+    with pytest.raises(ModelCapacity):
+        pipeline.review_pull_request(ReviewJob(3, REPO, 7, HEAD, "d-1"), world.svc)
+    assert review(world).startswith("published")  # the task's retry
+    assert len(world.github.check_runs) == 1 and len(world.github.reviews) == 1
