@@ -333,10 +333,21 @@ MULTITOOL = shutil.which("sarif-multitool") or next(
 @pytest.mark.skipif(
     MULTITOOL is None, reason="sarif-multitool not installed (make install adds it)"
 )
-def test_sarif_passes_microsofts_github_rules(tmp_path: Path) -> None:
-    """Microsoft's SARIF multitool runs GitHub's own ingestion rules and the SARIF schema."""
+@pytest.mark.parametrize("source", ["report", "scan"])
+def test_sarif_passes_microsofts_github_rules(tmp_path: Path, source: str) -> None:
+    """Microsoft's SARIF multitool runs GitHub's own ingestion rules and the SARIF schema:
+    on the rendered test result, and on a real offline scan of the fixture project."""
     log_path = tmp_path / "r.sarif"
-    log_path.write_text(json.dumps(report_sarif(RESULT)), encoding="utf-8")
+    if source == "report":
+        log_path.write_text(json.dumps(report_sarif(RESULT)), encoding="utf-8")
+    else:
+        project = Path(__file__).parent / "data" / "vulnproject"
+        subprocess.run(
+            [sys.executable, "-m", "bot.cli", "scan", str(project), "--format", "sarif",
+             "--output", str(log_path), "--fail-on", "none", "--quiet"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert json.loads(log_path.read_text())["runs"][0]["results"]
     env = {**os.environ, "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT": "1"}
     for kind in ("Gh", "Sarif"):
         out = tmp_path / f"validate-{kind}.sarif"
