@@ -113,7 +113,12 @@ class ScanRun:
         sleep: Callable[[float], None],
         poll_interval: float,
         deadline_s: float,
+        *,
+        raise_retryable: bool = False,
     ) -> None:
+        # ``raise_retryable``: a capacity error propagates (the App's task retries later, and
+        # what was submitted before it is already recorded) instead of failing those units.
+        self.raise_retryable = raise_retryable
         self.plan, self.backend, self.store = plan, backend, store
         self.progress, self.sleep = progress, sleep
         self.poll_interval, self.deadline_s = poll_interval, deadline_s
@@ -156,7 +161,7 @@ class ScanRun:
         except (ModelQuotaExceeded, ModelUnavailable):
             raise
         except ModelError as exc:
-            if exc.reason == "model_auth" or not exc.retryable:
+            if exc.reason == "model_auth" or not exc.retryable or self.raise_retryable:
                 raise
             self._record_failed(refs, round_, exc)
             return

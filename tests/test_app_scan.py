@@ -17,7 +17,7 @@ from bot.github import GitHubApp
 from bot.jobs import ScanJob
 from bot.llm import create_backend
 from tests.emulators.server import LiveServer
-from tests.emulators.workers_ai import create_emulator
+from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub, Pull
 from tests.test_render import assert_valid_sarif
 from workers.pipeline import Services
@@ -29,7 +29,9 @@ REPO = "octo/vuln"
 
 
 @pytest.fixture
-def services(redis_url: str, app_key: tuple[str, str]) -> Iterator[tuple[FakeGitHub, Services]]:
+def services(
+    redis_url: str, app_key: tuple[str, str]
+) -> Iterator[tuple[FakeGitHub, Services, EmulatorApp]]:
     fake = FakeGitHub("55", app_key[1])
     fake.add_repo(REPO, 9)
     for path in VULN.rglob("*"):
@@ -57,11 +59,13 @@ def services(redis_url: str, app_key: tuple[str, str]) -> Iterator[tuple[FakeGit
             GitHubApp(settings).installation,
             lambda: create_backend(settings),
         )
-        yield fake, svc
+        yield fake, svc, model
 
 
-def test_scan_requested_in_a_pull_request(services: tuple[FakeGitHub, Services]) -> None:
-    fake, svc = services
+def test_scan_requested_in_a_pull_request(
+    services: tuple[FakeGitHub, Services, EmulatorApp],
+) -> None:
+    fake, svc, _ = services
     job = ScanJob(9, REPO, "", "d-1", "alice", pr=4)
     outcome, key = scan_repository(job, svc)
     assert outcome.startswith("submitted") and key is not None
@@ -93,9 +97,9 @@ def test_scan_requested_in_a_pull_request(services: tuple[FakeGitHub, Services])
 
 
 def test_baseline_notes_name_findings_that_predate_the_pr(
-    services: tuple[FakeGitHub, Services],
+    services: tuple[FakeGitHub, Services, EmulatorApp],
 ) -> None:
-    _, svc = services
+    _, svc, _ = services
     from bot.findings import Finding
 
     old = Finding(
@@ -127,3 +131,23 @@ def test_baseline_notes_name_findings_that_predate_the_pr(
     svc.redis.sadd(baseline_key(REPO), old.fingerprint)
     notes = baseline_notes(svc.redis, REPO, [old, new])
     assert len(notes) == 1 and "already existed" in notes[0] and old.fingerprint in notes[0]
+
+
+def test_capacity_while_submitting_a_scan_is_retried_by_the_task(
+    services: tuple[FakeGitHub, Services, EmulatorApp],
+) -> None:
+    from bot.errors import ModelCapacity
+
+    fake, svc, model = services
+    svc.backend = lambda: create_backend(svc.settings, max_retries=0)
+    job = ScanJob(9, REPO, "", "d-2", "alice", pr=None, upload_sarif=False)
+    model.state.fail_next("capacity", times=1, on=("submit",))
+    with pytest.raises(ModelCapacity):
+        scan_repository(job, svc)
+    outcome, key = scan_repository(job, svc)  # the task's retry
+    assert outcome.startswith("submitted") and key is not None
+    again = True
+    while again:
+        outcome, again = poll_scan(key, svc)
+    assert outcome.startswith("published")
+    assert [c["name"] for c in fake.check_runs] == ["secreview scan"]  # reused, not doubled

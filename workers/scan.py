@@ -21,7 +21,6 @@ from bot import analyzers, engine, render, scan
 from bot.context import detect_repo_context
 from bot.findings import Finding, ReviewResult, gate_exceeded
 from bot.jobs import ScanJob
-from bot.llm import create_backend
 from bot.publish import annotation
 from bot.repo_config import RepoConfig
 from bot.scan_run import RedisStore, ScanRun, pending, poll_pending, units_done
@@ -99,13 +98,15 @@ def scan_repository(job: ScanJob, svc: Services) -> tuple[str, str | None]:
     key = scan_key(job.repo, sha)
     store = RedisStore(svc.redis, key)
     state = store.load()
-    if state is not None:
-        return ("already finished" if state.get("finished") else "resumed"), (
-            None if state.get("finished") else key
-        )
+    if state is not None and state.get("finished"):
+        return "already finished", None
+    if state is not None and state.get("submitted_all"):
+        return "resumed", key
+    # New, or interrupted while submitting (a capacity error, a killed worker): plan again —
+    # it is deterministic for one commit — and submit only what is not recorded yet.
     config = inst.repo_config(job.repo, sha)
     review = _plan(inst, job, sha, config, svc)
-    check = inst.start_check(job.repo, sha, name=CHECK_NAME)
+    check = state["check"] if state else inst.start_check(job.repo, sha, name=CHECK_NAME)
     meta = {
         "job": job.kwargs(),
         "sha": sha,
@@ -119,9 +120,12 @@ def scan_repository(job: ScanJob, svc: Services) -> tuple[str, str | None]:
         store.save({**meta, "batches": [], "finished": True})
         _finish(inst, job, meta, engine.offline_result(review), config, svc)
         return "scanned with the analyzers only", None
-    run = ScanRun(review, create_backend(svc.settings), store, None, time.sleep, 0.0, 0.0)
-    run.state.update(meta)
+    run = ScanRun(review, svc.backend(), store, None, time.sleep, 0.0, 0.0, raise_retryable=True)
+    if state is None:
+        run.state.update(meta)
     run.submit(review.requests, 1)
+    run.state["submitted_all"] = True
+    store.save(run.state)
     return f"submitted {len(review.requests)} units", key
 
 
@@ -131,7 +135,7 @@ def poll_scan(key: str, svc: Services) -> tuple[str, bool]:
     state = store.load()
     if state is None or state.get("finished"):
         return "nothing to poll", False
-    backend = create_backend(svc.settings)
+    backend = svc.backend()
     job = ScanJob(**state["job"])
     inst: Any = svc.github(job.installation_id)
     if poll_pending(state, backend, state["affinity"], store):
@@ -147,7 +151,14 @@ def poll_scan(key: str, svc: Services) -> tuple[str, bool]:
         ScanRun.time_out_state(state, store, "model_timeout: scan deadline")
     config = inst.repo_config(job.repo, state["sha"])
     run = ScanRun(
-        _plan(inst, job, state["sha"], config, svc), backend, store, None, time.sleep, 0.0, 0.0
+        _plan(inst, job, state["sha"], config, svc),
+        backend,
+        store,
+        None,
+        time.sleep,
+        0.0,
+        0.0,
+        raise_retryable=True,
     )
     if run.next_round(config.min_confidence):
         return "resubmitted failed units", True
