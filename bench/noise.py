@@ -69,19 +69,26 @@ def model(messages: Sequence[Mapping[str, Any]], request: Mapping[str, Any]) -> 
     user = last_user_message(messages)
     if "## Second look" not in user:
         return json.dumps({"findings": find_issues(user) + _false_findings(user)})
-    claim = json.loads(
-        user.split('<untrusted-data kind="finding"')[1]
+    claims = json.loads(
+        user.split('<untrusted-data kind="findings"')[1]
         .split(">\n", 1)[1]
         .split("</untrusted-data")[0]
     )
-    true = any(
-        f["cwe"] == claim["cwe"] and f["line"] == claim["line"]
-        for f in find_issues(user.split('kind="diff"')[1])
-    )
-    right = _roll("verifier", json.dumps(claim, sort_keys=True)) < VERIFIER_ACCURACY
-    confirmed = true if right else not true
-    verdict = "confirmed" if confirmed else "refuted"
-    return json.dumps({"verdict": verdict, "confidence": 0.85, "reason": "checked the code"})
+    planted = find_issues(user.split('kind="diff"')[1])
+    verdicts = []
+    for claim in claims:
+        true = any(f["cwe"] == claim["cwe"] and f["line"] == claim["line"] for f in planted)
+        right = _roll("verifier", json.dumps(claim, sort_keys=True)) < VERIFIER_ACCURACY
+        confirmed = true if right else not true
+        verdicts.append(
+            {
+                "index": claim["index"],
+                "verdict": "confirmed" if confirmed else "refuted",
+                "confidence": 0.85,
+                "reason": "checked the code",
+            }
+        )
+    return json.dumps({"verdicts": verdicts})
 
 
 def truth(diff: bytes) -> set[tuple[str, int, str]]:

@@ -45,21 +45,43 @@ _NEVER_EXCLUDED = frozenset({"secrets", "injection"})
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["verdict", "confidence", "reason"],
+    "required": ["verdicts"],
     "properties": {
-        "verdict": {"enum": ["confirmed", "refuted", "uncertain"]},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        "reason": {"type": "string", "maxLength": 2000},
+        "verdicts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["index", "verdict", "confidence", "reason"],
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "verdict": {"enum": ["confirmed", "refuted", "uncertain"]},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "reason": {"type": "string", "maxLength": 2000},
+                },
+            },
+        }
     },
 }
 _INSTRUCTIONS = """## Second look
 
-Another pass reported the finding below. Try to REFUTE it: read the code it cites and decide
-whether an attacker can really reach and exploit it as described (input really attacker
-controlled, no validation, escaping, parameter binding or access check in the visible code,
-not test or example code). Answer with the JSON object only:
-{"verdict": "confirmed" | "refuted" | "uncertain", "confidence": 0.0-1.0, "reason": "..."}
+Another pass reported the findings below, numbered by "index". For each one, try to REFUTE it:
+read the code it cites and decide whether an attacker can really reach and exploit it as
+described (input really attacker controlled, no validation, escaping, parameter binding or
+access check in the visible code, not test or example code). Answer with the JSON object only:
+{"verdicts": [{"index": 0, "verdict": "confirmed" | "refuted" | "uncertain",
+"confidence": 0.0-1.0, "reason": "..."}, ...]} with one verdict per finding.
 """
+_CLAIM_FIELDS = (
+    "path",
+    "line",
+    "severity",
+    "cwe",
+    "title",
+    "description",
+    "exploit_scenario",
+    "evidence",
+)
 
 
 def response_format() -> dict[str, Any]:
@@ -137,35 +159,38 @@ def _context(plan: ReviewPlan, f: Finding) -> str:
     return f.evidence
 
 
-def requests(
-    plan: ReviewPlan, findings: Sequence[Finding], max_tokens: int = 512
-) -> list[ModelRequest]:
-    """One verification request per model finding, under the review's own system prefix."""
-    out = []
+def groups(findings: Sequence[Finding]) -> list[list[int]]:
+    """Indexes of ``findings`` grouped by the unit they came from (first appearance first).
+
+    One verification request per unit, not per finding: the unit's code and the system prefix
+    are sent once for all of its findings.
+    """
+    by_unit: dict[str, list[int]] = {}
     for i, f in enumerate(findings):
-        claim = {
-            k: getattr(f, k)
-            for k in (
-                "path",
-                "line",
-                "severity",
-                "cwe",
-                "title",
-                "description",
-                "exploit_scenario",
-                "evidence",
-            )
-        }
+        by_unit.setdefault(f.unit or f.path, []).append(i)
+    return list(by_unit.values())
+
+
+def requests(
+    plan: ReviewPlan, findings: Sequence[Finding], max_tokens: int = 1024
+) -> list[ModelRequest]:
+    """One verification request per unit with findings, under the review's own system prefix."""
+    out = []
+    for g, members in enumerate(groups(findings)):
+        claims = [
+            {"index": k, **{name: getattr(findings[i], name) for name in _CLAIM_FIELDS}}
+            for k, i in enumerate(members)
+        ]
         user = "\n\n".join(
             [
                 _INSTRUCTIONS,
-                "Finding:\n" + prompts.fence(json.dumps(claim, indent=1), "finding"),
-                "Code:\n" + prompts.fence(_context(plan, f), "diff"),
+                "Findings:\n" + prompts.fence(json.dumps(claims, indent=1), "findings"),
+                "Code:\n" + prompts.fence(_context(plan, findings[members[0]]), "diff"),
             ]
         )
         out.append(
             ModelRequest(
-                external_reference=f"verify-{i}",
+                external_reference=f"verify-{g}",
                 messages=(
                     {"role": "system", "content": plan.prefix.text},
                     {"role": "user", "content": user},
@@ -176,24 +201,26 @@ def requests(
     return out
 
 
-def parse_verdict(content: str | None) -> tuple[str, float] | None:
-    """``(verdict, confidence)``, or None when the answer does not fit the schema."""
+def parse_verdicts(content: str | None) -> dict[int, tuple[str, float]] | None:
+    """index → ``(verdict, confidence)``; None when the answer does not fit the schema."""
     if not content:
         return None
     try:
         data = json.loads(content.strip().removeprefix("```json").removesuffix("```"))
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("verdict") not in (
-        "confirmed",
-        "refuted",
-        "uncertain",
-    ):
+    items = data.get("verdicts") if isinstance(data, dict) else None
+    if not isinstance(items, list):
         return None
-    confidence = data.get("confidence")
-    if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
-        return None
-    return str(data["verdict"]), float(confidence)
+    out: dict[int, tuple[str, float]] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+            continue
+        verdict, confidence = item.get("verdict"), item.get("confidence")
+        known = verdict in ("confirmed", "refuted", "uncertain")
+        if known and isinstance(confidence, int | float) and 0 <= confidence <= 1:
+            out[item["index"]] = (str(verdict), float(confidence))
+    return out
 
 
 def apply_verdicts(
@@ -208,21 +235,23 @@ def apply_verdicts(
     by_ref = {a.external_reference: a for a in answers}
     drop: set[str] = set()
     usage = Usage()
-    for i, f in enumerate(checked):
-        answer = by_ref.get(f"verify-{i}")
+    for g, members in enumerate(groups(checked)):
+        answer = by_ref.get(f"verify-{g}")
         if answer is not None:
             usage = usage + answer.usage
-        verdict = parse_verdict(answer.content if answer else None)
-        if verdict is None:
-            look.unparsed += 1
-            continue
-        kind, confidence = verdict
-        if kind == "refuted":
-            look.dropped["refuted by the verification pass"] += 1
-            drop.add(f.fingerprint)
-        elif kind == "uncertain" or confidence < threshold:
-            look.dropped["not confirmed with enough confidence"] += 1
-            drop.add(f.fingerprint)
+        verdicts = parse_verdicts(answer.content if answer else None) or {}
+        for k, i in enumerate(members):
+            f = checked[i]
+            if k not in verdicts:
+                look.unparsed += 1  # no readable verdict: keep the finding
+                continue
+            kind, confidence = verdicts[k]
+            if kind == "refuted":
+                look.dropped["refuted by the verification pass"] += 1
+                drop.add(f.fingerprint)
+            elif kind == "uncertain" or confidence < threshold:
+                look.dropped["not confirmed with enough confidence"] += 1
+                drop.add(f.fingerprint)
     look.checked += len(checked)
     look.usage = look.usage + usage
     look.cost_usd += llm.cost_usd(model, usage) if llm.price_known(model) else 0.0

@@ -64,10 +64,22 @@ def answer_verdicts(refute: set[str]) -> Any:
         user = str(messages[-1]["content"])
         if "## Second look" not in user:
             return review(messages, request)
-        cwe = user.split('"cwe": "')[1].split('"')[0]
-        if cwe in refute:
-            return json.dumps({"verdict": "refuted", "confidence": 0.9, "reason": "escaped"})
-        return json.dumps({"verdict": "confirmed", "confidence": 0.85, "reason": "reachable"})
+        claims = json.loads(
+            user.split('kind="findings"')[1].split(">\n", 1)[1].split("</untrusted-data")[0]
+        )
+        return json.dumps(
+            {
+                "verdicts": [
+                    {
+                        "index": c["index"],
+                        "verdict": "refuted" if c["cwe"] in refute else "confirmed",
+                        "confidence": 0.9 if c["cwe"] in refute else 0.85,
+                        "reason": "checked",
+                    }
+                    for c in claims
+                ]
+            }
+        )
 
     return script
 
@@ -110,6 +122,9 @@ def test_verification_drops_what_it_refutes_and_shares_the_cache(
     assert submits[-1].headers["x-session-affinity"] == plan.affinity
     assert submits[-1].body["requests"][0]["messages"][0]["content"] == plan.prefix.text
     verify_served = [s for s in emu.state.served if (s.reference or "").startswith("verify-")]
+    # One request per unit with findings, not one per finding.
+    assert len(verify_served) == len({f.unit for f in result.findings if f.source == "model"})
+    assert len(verify_served) < look.checked
     assert verify_served and all(s.cached_tokens > 0 for s in verify_served)
     assert look.usage.cached_tokens > 0 and "refuted" in look.notes()[0]
 

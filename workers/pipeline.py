@@ -269,17 +269,20 @@ def _verify_step(
     assert svc.verify_backend is not None
     backend = svc.verify_backend()
     if not state.verify_request:
-        result, _ = verify.exclude(_assembled(plan, config, state, svc))
+        # The same findings, in the same order, as _finish will see: suppressed, then excluded.
+        suppressed, _ = engine.suppress(_assembled(plan, config, state, svc), config)
+        result, _ = verify.exclude(suppressed)
         checked = [f for f in result.findings if f.source == "model"]
         if not checked:
             state.verify_results = {}
             return None
         state.verify_checked = [f.fingerprint for f in checked]
+        state.verify_groups = len(verify.groups(checked))
         state.verify_request = backend.submit_batch(
             verify.requests(plan, checked), affinity=plan.affinity
         )
     else:
-        refs = [f"verify-{i}" for i in range(len(state.verify_checked))]
+        refs = [f"verify-{g}" for g in range(state.verify_groups)]
         status = backend.poll_batch(state.verify_request, refs, affinity=plan.affinity)
         if status.done:
             state.verify_results = {

@@ -71,6 +71,7 @@ class ReviewState:
     # The verification pass: its batch, the fingerprints it checks, and its answers.
     verify_request: str = ""
     verify_checked: list[str] = field(default_factory=list)
+    verify_groups: int = 0
     verify_results: dict[str, StoredResult] | None = None
 
     def forget(self, ref: str) -> None:
