@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.llm import Usage
 
-_TTL_S = 2 * 24 * 3600
+_GRACE = dt.timedelta(hours=1)  # a counter outlives its UTC day by this much, then expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,11 @@ class BudgetDecision:
 
 def _day(today: dt.date | None) -> str:
     return (today or dt.datetime.now(dt.UTC).date()).isoformat()
+
+
+def expires_at(day: dt.date) -> dt.datetime:
+    """When the counters of ``day`` expire: the end of that UTC day, plus a little grace."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC) + _GRACE
 
 
 def _keys(installation: int, repo: str, today: dt.date | None) -> tuple[str, str]:
@@ -46,30 +51,36 @@ def check(
     today: dt.date | None = None,
 ) -> BudgetDecision:
     """Refuse when today's spending plus ``estimate`` would pass a budget (0 = unlimited)."""
+    if not per_installation and not per_repo:
+        return BudgetDecision(True)  # unlimited: no Redis round trip
+    estimate = max(0, estimate)
     inst_key, repo_key = _keys(installation, repo, today)
     spent_inst, spent_repo = (int(v or 0) for v in client.mget(inst_key, repo_key))
     if per_installation and spent_inst + estimate > per_installation:
-        return BudgetDecision(
-            False,
-            f"the installation's daily budget of {per_installation:,} "
-            f"tokens is spent ({spent_inst:,} used today)",
-        )
+        return _refusal("the installation's", per_installation, spent_inst, estimate)
     if per_repo and spent_repo + estimate > per_repo:
-        return BudgetDecision(
-            False,
-            f"this repository's daily budget of {per_repo:,} tokens "
-            f"is spent ({spent_repo:,} used today)",
-        )
+        return _refusal("this repository's", per_repo, spent_repo, estimate)
     return BudgetDecision(True)
+
+
+def _refusal(whose: str, limit: int, spent: int, estimate: int) -> BudgetDecision:
+    return BudgetDecision(
+        False,
+        f"{whose} daily budget of {limit:,} tokens is spent "
+        f"({spent:,} used today, this review needs about {estimate:,} more)",
+    )
 
 
 def charge(
     client: Any, installation: int, repo: str, usage: Usage, today: dt.date | None = None
 ) -> None:
     """Add what a review really used (prompt + completion tokens) to today's counters."""
-    tokens = usage.prompt_tokens + usage.completion_tokens
+    tokens = max(0, usage.prompt_tokens) + max(0, usage.completion_tokens)
+    if not tokens:
+        return
+    day = today or dt.datetime.now(dt.UTC).date()
     pipe = client.pipeline()
-    for key in _keys(installation, repo, today):
+    for key in _keys(installation, repo, day):
         pipe.incrby(key, tokens)
-        pipe.expire(key, _TTL_S)
+        pipe.expireat(key, expires_at(day))
     pipe.execute()

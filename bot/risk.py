@@ -24,7 +24,6 @@ _LOW_RISK_SUFFIXES = (
     ".jpg",
     ".jpeg",
     ".gif",
-    ".svg",
     ".ico",
     ".webp",
     ".pdf",
@@ -34,10 +33,16 @@ _LOW_RISK_SUFFIXES = (
     ".ttf",
 )
 _LOW_RISK_NAMES = frozenset({"LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "CODEOWNERS"})
+# Text files that are code or dependency manifests, not prose (SVG, which can carry script,
+# is not on the low-risk list at all).
+_TEXT_BUT_NOT_PROSE = re.compile(r"(requirements|constraints)[^/]*\.txt$|cmakelists\.txt$", re.I)
 _SENSITIVE = re.compile(
-    r"(^|/)\.github/workflows/|auth|login|oauth|saml|session|passw|crypt|secret|token|cert|"
-    r"permission|(^|/)(dockerfile|docker-compose[^/]*)$|\.tf$|\.tfvars$|(^|/)(k8s|helm|"
-    r"terraform|charts)/|(^|/)migrations?/|\.github/secreview\.yml$",
+    r"(^|/)\.github/workflows/|auth(?!ors?\b)|login|oauth|saml|session|passw|crypt|secret|"
+    r"token|cert|permission|(^|/)(docker|container)file([.-][^/]*)?$|\.dockerfile$|"
+    r"(^|/)docker-compose[^/]*$|\.tf$|\.tfvars$|\.bicep$|(^|/)(k8s|helm|terraform|charts|"
+    r"cloudformation)/|(^|/)(migrations?|migrate)/|\.github/secreview\.yml$|"
+    r"(^|/)\.gitlab-ci\.yml$|(^|/)jenkinsfile$|(^|/)\.circleci/|(^|/)\.env(\.[^/]*)?$|"
+    r"\.(pem|key|p12|pfx|jks|keystore)$",
     re.I,
 )
 
@@ -54,6 +59,8 @@ class RiskRoute:
 def is_low_risk(path: str) -> bool:
     """Documentation, media, licences and lockfiles: nothing a security review can find."""
     name = path.rsplit("/", 1)[-1]
+    if _TEXT_BUT_NOT_PROSE.search(name):
+        return False
     return name.lower().endswith(_LOW_RISK_SUFFIXES) or name in _LOW_RISK_NAMES or name in LOCKFILES
 
 

@@ -13,65 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
-from bot import llm, prompts
+from bot import exclusions, llm, prompts
 from bot.engine import ReviewPlan
 from bot.findings import Finding, ReviewResult
 from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
 
-_TEST_OR_DOCS = re.compile(
-    r"(^|/)(tests?|spec|specs|__tests__|fixtures?|examples?|samples?|docs?)(/|$)|"
-    r"(_test|_spec|\.test|\.spec)\.\w+$|(^|/)test_[^/]+$|\.(md|rst|adoc|txt)$",
-    re.IGNORECASE,
+VERDICT_SCHEMA: dict[str, Any] = json.loads(
+    resources.files("prompts").joinpath("verify.schema.json").read_text(encoding="utf-8")
 )
-# Resource exhaustion and non-security classes the policy does not want reported.
-_EXCLUDED_CWES = {
-    "CWE-400": "resource exhaustion (policy: not reported)",
-    "CWE-770": "resource exhaustion (policy: not reported)",
-    "CWE-1333": "slow regular expression (policy: not reported)",
-    "CWE-834": "unbounded loop (policy: not reported)",
-    "CWE-407": "algorithmic complexity (policy: not reported)",
-    "CWE-710": "coding-standard issue, not a vulnerability",
-    "CWE-1164": "dead code, not a vulnerability",
-    "CWE-561": "dead code, not a vulnerability",
-    "CWE-563": "unused variable, not a vulnerability",
-}
-_NEVER_EXCLUDED = frozenset({"secrets", "injection"})
-VERDICT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["verdicts"],
-    "properties": {
-        "verdicts": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["index", "verdict", "confidence", "reason"],
-                "properties": {
-                    "index": {"type": "integer", "minimum": 0},
-                    "verdict": {"enum": ["confirmed", "refuted", "uncertain"]},
-                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                    "reason": {"type": "string", "maxLength": 2000},
-                },
-            },
-        }
-    },
-}
-_INSTRUCTIONS = """## Second look
-
-Another pass reported the findings below, numbered by "index". For each one, try to REFUTE it:
-read the code it cites and decide whether an attacker can really reach and exploit it as
-described (input really attacker controlled, no validation, escaping, parameter binding or
-access check in the visible code, not test or example code). Answer with the JSON object only:
-{"verdicts": [{"index": 0, "verdict": "confirmed" | "refuted" | "uncertain",
-"confidence": 0.0-1.0, "reason": "..."}, ...]} with one verdict per finding.
-"""
 _CLAIM_FIELDS = (
     "path",
     "line",
@@ -94,15 +49,7 @@ def response_format() -> dict[str, Any]:
 
 def exclusion_reason(f: Finding) -> str | None:
     """Why the policy drops ``f`` before any second model call, or None to keep it."""
-    if f.source in _NEVER_EXCLUDED:
-        return None
-    if not f.evidence.strip():
-        return "no evidence cited"
-    if f.cwe in _EXCLUDED_CWES and f.severity != "critical":
-        return _EXCLUDED_CWES[f.cwe]
-    if _TEST_OR_DOCS.search(f.path) and f.severity != "critical":
-        return "only in tests, examples or documentation"
-    return None
+    return exclusions.reason(f)
 
 
 @dataclass
@@ -181,12 +128,13 @@ def requests(
             {"index": k, **{name: getattr(findings[i], name) for name in _CLAIM_FIELDS}}
             for k, i in enumerate(members)
         ]
-        user = "\n\n".join(
-            [
-                _INSTRUCTIONS,
-                "Findings:\n" + prompts.fence(json.dumps(claims, indent=1), "findings"),
-                "Code:\n" + prompts.fence(_context(plan, findings[members[0]]), "diff"),
-            ]
+        user = (
+            prompts.environment()
+            .get_template("verify.j2")
+            .render(
+                claims=json.dumps(claims, indent=1),
+                code=_context(plan, findings[members[0]]),
+            )
         )
         out.append(
             ModelRequest(
@@ -207,7 +155,7 @@ def parse_verdicts(content: str | None) -> dict[int, tuple[str, float]] | None:
         return None
     try:
         data = json.loads(content.strip().removeprefix("```json").removesuffix("```"))
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed, huge numbers, pathological nesting
         return None
     items = data.get("verdicts") if isinstance(data, dict) else None
     if not isinstance(items, list):
