@@ -403,14 +403,7 @@ def execute(
 
 def suppress(result: ReviewResult, config: RepoConfig) -> tuple[ReviewResult, list[str]]:
     """Drop findings the base-branch config ignores or accepts (until their date); say so."""
-    kept, notes = [], []
-    for f in result.findings:
-        rule = config.suppressed(f.fingerprint)
-        if rule is None:
-            kept.append(f)
-            continue
-        until = f" until {rule.until.isoformat()}" if rule.until else ""
-        notes.append(
-            f"`{f.fingerprint}` ({f.title}) suppressed{until}: {rule.reason or 'no reason'}"
-        )
-    return dataclasses.replace(result, findings=tuple(kept)), notes
+    from bot import suppress as suppressions
+
+    kept, hidden = suppressions.apply(result, config)
+    return kept, hidden.notes()

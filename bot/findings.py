@@ -165,7 +165,14 @@ def parse_model_output(content: str) -> list[dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidModelOutput(f"not JSON: {exc.msg} at line {exc.lineno}") from None
-    errors = sorted(_validator().iter_errors(data), key=_path_key)
+    except (ValueError, RecursionError) as exc:
+        # Pathological answers: nesting deeper than the parser's stack, integers longer than
+        # Python converts. Garbage from the model is invalid output, never a crash.
+        raise InvalidModelOutput(f"not usable JSON: {type(exc).__name__}") from None
+    try:
+        errors = sorted(_validator().iter_errors(data), key=_path_key)
+    except RecursionError:
+        raise InvalidModelOutput("schema: nested too deeply") from None
     if errors:
         raise InvalidModelOutput(f"schema: {_describe(errors[0])}")
     return list(data["findings"])
@@ -289,8 +296,14 @@ def _best(matches: Sequence[_Match], start: int, line: int) -> _Match:
 
 
 def _anchor(match: _Match, start: int, line: int, known: set[int]) -> tuple[int | None, int]:
-    """(start_line, line): the model's range if it holds the match, else the matched lines."""
-    if start <= match.first and match.last <= line and start in known and line in known:
+    """(start_line, line): the model's range if it holds the match, else the matched lines.
+
+    The model's range counts only if every line of it is shown in the unit: a range across a
+    gap between hunks could not be commented as a whole, and collapsing it onto ``line`` would
+    put the comment away from the cited code.
+    """
+    holds = start <= match.first and match.last <= line
+    if holds and line - start < 500 and all(n in known for n in range(start, line + 1)):
         return (start if start != line else None), line
     return (match.first if match.first != match.last else None), match.last
 

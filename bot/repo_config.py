@@ -116,6 +116,12 @@ def _suppressions(data: Mapping[str, Any]) -> tuple[Suppression, ...]:
 
 
 def _suppression(entry: Any, key: str, dated: bool) -> Suppression:
+    if isinstance(entry, dict) and isinstance(entry.get("fingerprint"), int | float):
+        # YAML reads an all-digit fingerprint as a number (and 0-prefixed ones as octal).
+        raise ConfigError(
+            f"{CONFIG_PATH}: quote the {key} fingerprint {entry['fingerprint']!r} "
+            "(for example '0123456789abcdef') so YAML keeps it as text"
+        )
     if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str):
         raise ConfigError(f"{CONFIG_PATH}: each {key} entry needs a fingerprint")
     until = entry.get("until")

@@ -122,11 +122,6 @@ def test_garbage_is_an_invalid_output_not_a_finding(content: str) -> None:
     assert outcome.error is not None and outcome.invalid_output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(RecursionError, ValueError),
-    reason="findings.parse_model_output catches JSONDecodeError only",
-)
 @pytest.mark.parametrize(
     "content",
     [
@@ -196,7 +191,6 @@ def test_evidence_not_in_the_diff_is_rejected(path: str, evidence: str) -> None:
     assert [r.reason for r in outcome.rejected] == [fnd.EVIDENCE_NOT_FOUND]
 
 
-@pytest.mark.xfail(strict=True, reason="a range collapsed across hunks keeps `line`")
 def test_a_range_across_hunks_collapses_onto_its_evidence() -> None:
     docstring = '"""HTTP handlers of the example shop."""'
     outcome = evaluate(answer(raw(path="shop/app.py", line=17, start_line=1, evidence=docstring)))

@@ -76,3 +76,10 @@ def test_oversized_config_is_refused() -> None:
 def test_yaml_tags_cannot_construct_objects() -> None:
     with pytest.raises(ConfigError):
         parse_repo_config("fail_on: !!python/object/apply:os.system ['true']")
+
+
+def test_an_all_digit_fingerprint_must_be_quoted() -> None:
+    with pytest.raises(ConfigError, match="quote the ignore fingerprint"):
+        parse_repo_config(b"ignore:\n  - fingerprint: 1234567890123456\n")
+    config = parse_repo_config(b"ignore:\n  - fingerprint: '0123456789012345'\n")
+    assert config.suppressed("0123456789012345") is not None
