@@ -10,7 +10,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from bot import diff as diffmod
 from bot import findings as fnd
@@ -29,7 +29,11 @@ from bot.prompts import PRContext, Prefix, RepoContext
 from bot.repo_config import RepoConfig
 
 INVALID_OUTPUT = "invalid_model_output"
+# Tries of one submit (batch) or run (sync) on capacity and timeouts, each of which the client
+# may already have retried with its own backoff; then the units are reported failed.
+SUBMIT_ATTEMPTS = 3
 Progress = Callable[[int, int, Usage], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +190,12 @@ def hints_for(unit: ReviewUnit, analyzers: Sequence[Finding]) -> list[str]:
 def finalize(findings: Iterable[Finding], files: Mapping[str, ChangedFile]) -> list[Finding]:
     """Give analyzer findings their fingerprint and inline placement on the diff."""
     out = []
+    maps: dict[str, diffmod.LineMap] = {}
     for f in findings:
         file = files.get(f.path)
-        on_diff = file is not None and diffmod.line_map(file).can_comment(f.line, "RIGHT")
+        if file is not None and f.path not in maps:
+            maps[f.path] = diffmod.line_map(file)
+        on_diff = file is not None and maps[f.path].can_comment(f.line, "RIGHT")
         out.append(
             dataclasses.replace(
                 f,
@@ -296,6 +303,7 @@ class _Driver:
     min_confidence: float
     usage: Usage = field(default_factory=Usage)
     done: int = 0
+    exhausted: set[str] = field(default_factory=set)
 
     def run(self, requests: Sequence[ModelRequest]) -> list[ModelResult]:
         if not self.backend.supports_batch:
@@ -308,22 +316,41 @@ class _Driver:
             results.extend(self._batch(chunk))
         return results
 
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, tried again with backoff while it fails with capacity or a timeout."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except (ModelQuotaExceeded, ModelUnavailable, PayloadTooLarge):
+                raise
+            except ModelError as exc:
+                attempt += 1
+                if not exc.retryable or attempt >= SUBMIT_ATTEMPTS:
+                    raise
+                self.sleep(llm.backoff_delay(attempt))
+
     def _one(self, request: ModelRequest) -> ModelResult:
+        ref = request.external_reference
         try:
-            result = self.backend.run(request, affinity=self.plan.affinity)
+            result = self._retrying(lambda: self.backend.run(request, affinity=self.plan.affinity))
         except (ModelQuotaExceeded, ModelUnavailable):
             raise  # no other unit can succeed either: stop and report
         except ModelError as exc:
             if exc.reason == "model_auth":
                 raise
-            result = ModelResult(request.external_reference, None, error=f"{exc.reason}: {exc}")
+            if exc.retryable:  # retried with backoff already: no second round
+                self.exhausted.add(ref)
+            result = ModelResult(ref, None, error=f"{exc.reason}: {exc}")
         self._advance(1, result.usage)
         return result
 
     def _batch(self, chunk: Sequence[ModelRequest]) -> list[ModelResult]:
         refs = [r.external_reference for r in chunk]
         try:
-            request_id = self.backend.submit_batch(chunk, affinity=self.plan.affinity)
+            request_id = self._retrying(
+                lambda: self.backend.submit_batch(chunk, affinity=self.plan.affinity)
+            )
         except PayloadTooLarge as exc:
             if len(chunk) == 1:
                 return self._failed(refs, exc)
@@ -334,7 +361,8 @@ class _Driver:
         except ModelError as exc:
             if exc.reason == "model_auth" or not exc.retryable:
                 raise
-            # The client already retried with backoff; report these units, keep the others.
+            # Retried with backoff and still refused: report these units, keep the others.
+            self.exhausted.update(refs)
             return self._failed(refs, exc)
         started, interval = time.monotonic(), self.poll_interval
         while True:
@@ -346,6 +374,8 @@ class _Driver:
                 self._advance(len(chunk), total)
                 return list(status.results)
             if time.monotonic() - started > self.deadline_s:
+                self.exhausted.update(refs)  # the run's own time limit: no second round
+                self._advance(len(refs), Usage())
                 return [
                     ModelResult(ref, None, error="model_timeout: batch deadline") for ref in refs
                 ]
@@ -391,7 +421,14 @@ def execute(
         r.external_reference: evaluate(plan, r, min_confidence=min_confidence)
         for r in driver.run(plan.requests)
     }
-    retry = [plan.request(u) for u, o in first.items() if o.invalid_output or is_retryable(o.error)]
+    retry = [
+        plan.request(u)
+        for u, o in first.items()
+        if u not in driver.exhausted and (o.invalid_output or is_retryable(o.error))
+    ]
+    driver.done -= len(retry)  # progress counts units, not attempts
+    if any(is_retryable(first[r.external_reference].error) for r in retry):
+        sleep(llm.backoff_delay(0))  # capacity and timeouts: give the model a moment
     for result in driver.run(retry) if retry else []:
         unit = result.external_reference
         first[unit] = merge_attempts(
