@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import write_result
-from bot import engine, llm, prompts
-from bot.llm import ModelRequest, Usage, WorkersAIClient
-from bot.prompts import PRContext, RepoContext
+from bot.model import client as llm
+from bot.model.client import ModelRequest, Usage, WorkersAIClient
+from bot.review import engine, prompts
+from bot.review.prompts import PRContext, RepoContext
 from tests.emulators.prefix_cache import block_hashes, render_chat, tokenize
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator

@@ -84,8 +84,8 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": rss, "files": len(patch)}))
 
 _PIPELINE = """
 import json, resource, sys, time
-from bot import engine
-from bot.prompts import PRContext, RepoContext
+from bot.review import engine
+from bot.review.prompts import PRContext, RepoContext
 text = open(sys.argv[1], encoding="utf-8").read()
 repo = RepoContext(repo="octo/shop", languages=("Python",), frameworks=("flask",))
 pr = PRContext(title="Refactor order handling", body="Moves refunds into a service.")
@@ -102,7 +102,7 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": rss, "units": units, "promp
 
 _IMPORTS = """
 import json, resource
-from bot import engine
+from bot.review import engine
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import write_result
-from bot import engine, prompts, verify
-from bot.llm import WorkersAIClient
-from bot.prompts import RepoContext
+from bot.model.client import WorkersAIClient
+from bot.review import engine, prompts, verify
+from bot.review.prompts import RepoContext
 from tests.emulators.fake_model import added_lines, diff_text, find_issues, last_user_message
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import create_emulator

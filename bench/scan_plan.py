@@ -108,8 +108,11 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": rss, "file
 _PLAN = """
 import json, math, resource, sys, time
 from pathlib import Path
-from bot import engine, llm, prompts, scan
-from bot.prompts import RepoContext
+from bot.review import engine
+from bot.model import client as llm
+from bot.review import prompts
+from bot.scan import walk as scan
+from bot.review.prompts import RepoContext
 from bot.repo_config import RepoConfig
 budget = int(sys.argv[2])
 t0 = time.perf_counter()

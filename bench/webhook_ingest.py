@@ -25,7 +25,7 @@ import uvloop
 
 from bench.common import write_result
 from bot import jobs
-from bot.webhooks import signature
+from bot.github.webhooks import signature
 from tests.procs import free_port, wait_http
 
 CONNECTIONS = 32

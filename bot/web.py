@@ -24,11 +24,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bot import webhooks
 from bot.config import Settings
 from bot.errors import InvalidSignature
+from bot.github import webhooks
+from bot.github.routing import RouteContext, router
 from bot.metrics import SHARED_KEY, Registry
-from bot.routing import RouteContext, router
 from workers.producer import Producer
 
 log = logging.getLogger("secreview.web")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot import analyzers
 from bot.diff import parse_diff
+from bot.review import analyzers
 
 ROOT = Path(__file__).resolve().parent.parent
 DIFF = (ROOT / "examples" / "vulnerable.diff").read_bytes()

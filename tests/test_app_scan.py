@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from bot.config import Settings
-from bot.github import GitHubApp
+from bot.github.client import GitHubApp
 from bot.jobs import ScanJob
-from bot.llm import create_backend
+from bot.model.client import create_backend
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub, Pull

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from bot import budget
-from bot.llm import Usage
+from bot.model.client import Usage
+from bot.review import budget
 
 REPO = "octo/shop"
 TODAY = dt.datetime.now(dt.UTC).date()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import scan
 from bot.repo_config import parse_repo_config
+from bot.scan import walk as scan
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from bot.commands import CommandError, find_command, parse_command
+from bot.github.commands import CommandError, find_command, parse_command
 from bot.jobs import CommandJob
 from bot.repo_config import parse_repo_config
 from workers.commands import answer, with_suppression
@@ -76,7 +76,7 @@ def test_triage_opens_a_pull_request_on_the_base_branch(
     import redis
 
     from bot.config import Settings
-    from bot.github import GitHubApp
+    from bot.github.client import GitHubApp
     from tests.emulators.server import LiveServer
     from tests.fakes.github import FakeGitHub, Pull
     from workers.commands import run_command

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import context
-from bot.context import detect_repo_context, local_repo_context
+from bot.review import context
+from bot.review.context import detect_repo_context, local_repo_context
 
 TREE = {
     "app/__init__.py": "",

@@ -1,4 +1,4 @@
-"""bot.diff: parsing real git and GitHub diffs, commentable lines, filters, review units."""
+"""bot.diff.parse: parsing real git and GitHub diffs, commentable lines, filters, review units."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import diff_split
 from bot.diff import (
     ChangedFile,
     DiffLine,
@@ -33,7 +32,8 @@ from bot.diff import (
     split_units,
     unquote_path,
 )
-from bot.diff_split import glob_to_regex, is_migration
+from bot.diff import split as diff_split
+from bot.diff.split import glob_to_regex, is_migration
 from bot.errors import ConfigError, DiffError
 from bot.tokens import estimate_tokens
 

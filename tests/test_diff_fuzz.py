@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import diff as diffmod
-from bot import engine
 from bot.errors import DiffError
-from bot.llm import ModelResult
-from bot.prompts import RepoContext
+from bot.model.client import ModelResult
+from bot.review import engine
+from bot.review.prompts import RepoContext
 
 DIFFS = sorted((Path(__file__).parent / "data" / "diffs").glob("*.diff"))
 EXAMPLE = (Path(__file__).resolve().parent.parent / "examples" / "vulnerable.diff").read_bytes()

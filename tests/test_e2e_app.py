@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from bot import jobs
-from bot.webhooks import signature
+from bot.github.webhooks import signature
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub, Pull

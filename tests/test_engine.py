@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import engine, prompts
 from bot.errors import ModelError, ModelQuotaExceeded
 from bot.findings import ReviewResult
-from bot.llm import ModelBackend, OpenAICompatibleClient, Usage, WorkersAIClient
-from bot.prompts import PRContext, RepoContext
+from bot.model.client import ModelBackend, OpenAICompatibleClient, Usage, WorkersAIClient
+from bot.review import engine, prompts
+from bot.review.prompts import PRContext, RepoContext
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot import exclusions, verify
 from bot.findings import Finding, ReviewResult
+from bot.review import exclusions, verify
 
 
 def finding(**changes: Any) -> Finding:

@@ -1,4 +1,4 @@
-"""bot.github against the fake GitHub on loopback: auth, diffs, config, publishing, limits."""
+"""bot.github.client against the fake GitHub: auth, diffs, config, publishing, limits."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bot import engine
 from bot.config import Settings
 from bot.errors import ConfigError, GitHubError, RateLimited
 from bot.findings import Finding
-from bot.github import GitHubApp, Installation
-from bot.prompts import RepoContext
+from bot.github.client import GitHubApp, Installation
 from bot.repo_config import RepoConfig
+from bot.review import engine
+from bot.review.prompts import RepoContext
 from tests.emulators.server import LiveServer
 from tests.fakes.github import FakeGitHub, Pull
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import engine, injection, prompts
-from bot.llm import WorkersAIClient
-from bot.prompts import PRContext, RepoContext
+from bot.model.client import WorkersAIClient
 from bot.repo_config import parse_repo_config
+from bot.review import engine, injection, prompts
+from bot.review.prompts import PRContext, RepoContext
 from tests.emulators.gullible import fooled, gullible
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator

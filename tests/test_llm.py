@@ -1,4 +1,4 @@
-"""bot.llm against the Workers AI emulator served on loopback: shapes, batches, errors, cost."""
+"""bot.model.client vs the Workers AI emulator served on loopback: shapes, batches, errors, cost."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bot import llm, prompts
 from bot.config import Settings
 from bot.errors import (
     ConfigError,
@@ -21,7 +20,8 @@ from bot.errors import (
     ModelUnavailable,
     PayloadTooLarge,
 )
-from bot.llm import (
+from bot.model import client as llm
+from bot.model.client import (
     MAX_BATCH_BYTES,
     ModelRequest,
     OpenAICompatibleClient,
@@ -33,7 +33,8 @@ from bot.llm import (
     price_known,
     request_body,
 )
-from bot.llm_errors import errors_of, map_error
+from bot.model.errors import errors_of, map_error
+from bot.review import prompts
 from tests.emulators.fake_model import scripted
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
@@ -326,7 +327,7 @@ def test_nothing_secret_is_logged(
     emu: EmulatorApp, client: WorkersAIClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     emu.state.fail_next("capacity")
-    with caplog.at_level(logging.DEBUG, logger="bot.llm"):
+    with caplog.at_level(logging.DEBUG, logger="bot.model.client"):
         client.run(request(), affinity="k")
         client.poll_batch(client.submit_batch([request()], affinity="k"), ["unit-1"], affinity="k")
     assert caplog.records  # the retry was logged...

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import diff as diffmod
-from bot import engine, verify
 from bot import findings as fnd
-from bot.engine import ReviewPlan, UnitOutcome
-from bot.llm import ModelResult
-from bot.prompts import RepoContext
+from bot.model.client import ModelResult
+from bot.review import engine, verify
+from bot.review.engine import ReviewPlan, UnitOutcome
+from bot.review.prompts import RepoContext
 
 ROOT = Path(__file__).resolve().parent.parent
 DIFF = (ROOT / "examples" / "vulnerable.diff").read_bytes()

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import budget, risk, verify
 from bot.config import Settings
-from bot.github import GitHubApp
+from bot.github.client import GitHubApp
 from bot.jobs import ReviewJob
-from bot.llm import Usage, create_backend
+from bot.model.client import Usage, create_backend
+from bot.review import budget, risk, verify
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub, Pull

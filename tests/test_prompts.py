@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 
 from bot import diff as diffmod
-from bot import prompts
 from bot.diff import ReviewUnit
-from bot.prompts import PRContext, RepoContext
+from bot.review import prompts
+from bot.review.prompts import PRContext, RepoContext
 from bot.tokens import estimate_tokens
 
 GOLDEN = Path(__file__).parent / "golden" / "prefix.txt"

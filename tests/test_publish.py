@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bot import engine
 from bot.findings import Finding
-from bot.prompts import RepoContext
-from bot.publish import (
+from bot.repo_config import RepoConfig
+from bot.report.publish import (
     Posted,
     PostedComment,
     open_marker,
@@ -16,7 +15,8 @@ from bot.publish import (
     plan_publish,
     review_comment,
 )
-from bot.repo_config import RepoConfig
+from bot.review import engine
+from bot.review.prompts import RepoContext
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = engine.plan_review((ROOT / "examples" / "vulnerable.diff").read_bytes(), repo=RepoContext())

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from bot.diff import ChangedFile, DiffLine, Hunk, LineKind
 from bot.findings import Finding
-from bot.redact import (
+from bot.redact.redactor import (
     KINDS,
     Redacted,
     count_placeholders,
@@ -24,7 +24,7 @@ from bot.redact import (
     redact_text,
     scan_text,
 )
-from bot.redact_values import plausible_secret
+from bot.redact.values import plausible_secret
 
 # Fake secrets are generated at run time from pieces, so this file holds no literal that a
 # secret scanner (GitHub push protection included) would flag.

@@ -1,4 +1,4 @@
-"""bot.render and bot.render_sarif: JSON shape, SARIF validity, Markdown and comment bodies."""
+"""bot.report.render: JSON shape, SARIF validity, Markdown and comment bodies."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 
 from bot.diff import Skip
 from bot.findings import Coverage, Finding, Rejection, ReviewResult, Stats
-from bot.render import (
+from bot.report.render import (
     comment_body,
     finding_marker,
     report_json,
@@ -30,7 +30,7 @@ from bot.render import (
     sarif_gzip_base64,
     summary_marker,
 )
-from bot.render_sarif import MAX_RESULTS
+from bot.report.sarif import MAX_RESULTS
 
 GOLDEN = Path(__file__).parent / "golden" / "render"
 

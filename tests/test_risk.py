@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot import diff as diffmod
-from bot import engine, risk
-from bot.prompts import RepoContext
+from bot.review import engine, risk
+from bot.review.prompts import RepoContext
 
 
 @pytest.mark.parametrize(

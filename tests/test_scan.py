@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import engine, llm, prompts, scan
 from bot.config import Settings
-from bot.llm import create_backend
-from bot.prompts import RepoContext
+from bot.model import client as llm
+from bot.model.client import create_backend
 from bot.repo_config import RepoConfig, parse_repo_config
-from bot.scan_run import FileStore, RedisStore, plan_key, run_scan
+from bot.review import engine, prompts
+from bot.review.prompts import RepoContext
+from bot.scan import walk as scan
+from bot.scan.run import FileStore, RedisStore, plan_key, run_scan
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import MAX_PAYLOAD_BYTES, EmulatorApp, create_emulator
 

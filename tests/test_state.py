@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from bot.llm import ModelResult, Usage
+from bot.model.client import ModelResult, Usage
 from workers.state import Batch, ReviewState, StateStore, StoredResult, review_key
 
 

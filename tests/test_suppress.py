@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import engine, suppress
 from bot.findings import ReviewResult
-from bot.prompts import RepoContext
 from bot.repo_config import RepoConfig, parse_repo_config
+from bot.review import engine, suppress
+from bot.review.prompts import RepoContext
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"  # split so no scanner flags this file

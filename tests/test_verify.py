@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from bot import engine, prompts, verify
 from bot.findings import Finding
-from bot.llm import WorkersAIClient
-from bot.prompts import RepoContext
+from bot.model.client import WorkersAIClient
+from bot.review import engine, prompts, verify
+from bot.review.prompts import RepoContext
 from tests.emulators.fake_model import review
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
@@ -133,7 +133,7 @@ def test_unreadable_verdicts_keep_the_finding() -> None:
     plan = engine.plan_review(DIFF, repo=REPO)
     result = engine.offline_result(plan)
     kept = dataclasses.replace(result, findings=(finding(),))
-    from bot.llm import ModelResult
+    from bot.model.client import ModelResult
 
     look = verify.SecondLook()
     out = verify.apply_verdicts(

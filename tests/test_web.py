@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from bot import jobs
 from bot.config import Settings
 from bot.errors import ConfigError, InvalidSignature
+from bot.github.webhooks import signature, verify_signature
 from bot.web import create_app
-from bot.webhooks import signature, verify_signature
 
 SECRET = "It's a Secret to Everybody"
 URL = "/api/github/webhooks"

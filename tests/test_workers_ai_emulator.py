@@ -10,8 +10,9 @@ import httpx
 import jsonschema
 import pytest
 
-from bot import diff, prompts
+from bot import diff
 from bot.diff import DiffLine, Hunk, render_hunk
+from bot.review import prompts
 from tests.emulators import fake_model
 from tests.emulators.prefix_cache import block_hashes, render_chat, tokenize
 from tests.emulators.server import LiveServer, serve

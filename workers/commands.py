@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from bot.commands import USAGE, Command, CommandError, parse_command
+from bot.github.commands import USAGE, Command, CommandError, parse_command
 from bot.jobs import CommandJob
 from bot.repo_config import CONFIG_PATH, parse_repo_config
 

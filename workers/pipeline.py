@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot import budget, engine, llm, prompts, risk, verify
 from bot.errors import ConfigError, ModelCapacity, ModelError
 from bot.findings import ReviewResult
 from bot.jobs import ReviewJob
-from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.model import client as llm
+from bot.model.client import ModelBackend, ModelRequest, ModelResult, Usage
 from bot.repo_config import RepoConfig
+from bot.review import budget, engine, prompts, risk, verify
 from bot.tokens import estimate_tokens
 from workers.planning import build_plan
 from workers.ports import InstallationPort, Next, PullDiffLike, PullRequestLike, Services, Target

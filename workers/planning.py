@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from bot import diff as diffmod
-from bot import engine, risk
-from bot.prompts import PRContext, RepoContext
 from bot.repo_config import RepoConfig
+from bot.review import engine, risk
+from bot.review.prompts import PRContext, RepoContext
 from workers.ports import InstallationPort, Services, Target
 
 CONTEXT_TTL_S = 24 * 3600
@@ -82,7 +82,7 @@ def _detect_context(inst: InstallationPort, target: Target) -> RepoContext:
     read = getattr(inst, "file_text", None)
     if tree is None or read is None:
         return RepoContext(repo=target.repo)
-    from bot.context import detect_repo_context
+    from bot.review.context import detect_repo_context
 
     ref = "HEAD"
     paths = tree(target.repo, ref)

@@ -12,7 +12,7 @@ import redis
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.findings import ReviewResult
-from bot.llm import ModelBackend
+from bot.model.client import ModelBackend
 from bot.repo_config import RepoConfig
 from workers.state import StateStore, review_key
 

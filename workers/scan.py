@@ -17,13 +17,15 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot import analyzers, engine, render, scan
-from bot.context import detect_repo_context
 from bot.findings import Finding, ReviewResult, gate_exceeded
 from bot.jobs import ScanJob
-from bot.publish import annotation
 from bot.repo_config import RepoConfig
-from bot.scan_run import RedisStore, ScanRun, pending, poll_pending, units_done
+from bot.report import render
+from bot.report.publish import annotation
+from bot.review import analyzers, engine
+from bot.review.context import detect_repo_context
+from bot.scan import walk as scan
+from bot.scan.run import RedisStore, ScanRun, pending, poll_pending, units_done
 
 if TYPE_CHECKING:
     from workers.pipeline import Services

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import redis
 
-from bot.llm import ModelResult, Usage
+from bot.model.client import ModelResult, Usage
 
 PREFIX = "secreview"
 TTL_S = 7 * 24 * 3600

@@ -11,7 +11,7 @@ from celery import Celery, Task
 from bot import jobs
 from bot.config import Settings
 from bot.errors import GitHubError, ModelCapacity, RateLimited, SecreviewError
-from bot.llm import backoff_delay
+from bot.model.client import backoff_delay
 from workers import pipeline
 
 log = logging.getLogger("secreview.tasks")
@@ -113,9 +113,9 @@ def _lazy_services(
         if not built:
             import redis
 
-            from bot import verify
-            from bot.github import GitHubApp
-            from bot.llm import create_backend
+            from bot.github.client import GitHubApp
+            from bot.model.client import create_backend
+            from bot.review import verify
 
             app = GitHubApp(settings)
             built.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.findings import ReviewResult
-from bot.llm import Usage
+from bot.model.client import Usage
 from workers.ports import Services
 
 

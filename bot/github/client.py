@@ -25,9 +25,9 @@ from bot import diff as diffmod
 from bot.config import Settings
 from bot.diff import ChangedFile, Skip
 from bot.errors import ConfigError, GitHubError, RateLimited
-from bot.github_publish import Publishing, _message
-from bot.publish import Posted
+from bot.github.publishing import Publishing, _message
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.report.publish import Posted
 
 log = logging.getLogger("secreview.github")
 

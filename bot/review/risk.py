@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.diff import ChangedFile
-from bot.diff_split import LOCKFILES
+from bot.diff.split import LOCKFILES
 
 _LOW_RISK_SUFFIXES = (
     ".md",

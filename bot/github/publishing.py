@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from bot import render
 from bot.config import Settings
 from bot.diff import ChangedFile
 from bot.errors import GitHubError
 from bot.findings import ReviewResult
-from bot.publish import (
+from bot.repo_config import CONFIG_PATH, RepoConfig
+from bot.report import render
+from bot.report.publish import (
     FINDING_MARKER,
     REVIEW_MARKER,
     SUMMARY_MARKER,
@@ -29,7 +30,6 @@ from bot.publish import (
     plan_publish,
     review_marker,
 )
-from bot.repo_config import CONFIG_PATH, RepoConfig
 
 log = logging.getLogger("secreview.github")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot.diff import ChangedFile, Hunk
 from bot.findings import Finding, Severity
-from bot.redact import redact_text
+from bot.redact.redactor import redact_text
 
 log = logging.getLogger("secreview.analyzers")
 

@@ -13,15 +13,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bot import llm
 from bot.diff import ChangedFile, DiffLine, Hunk, Skip
-from bot.diff_split import (
+from bot.diff.split import (
     LOCKFILES,
     VENDOR_DIRS,
     compile_globs,
     default_skip_reason,
     is_migration,
 )
+from bot.model import client as llm
 from bot.repo_config import RepoConfig
 from bot.tokens import CHARS_PER_TOKEN
 

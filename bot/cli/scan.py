@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import analyzers, engine, scan
 from bot.config import Settings
 from bot.errors import ConfigError, UsageError
 from bot.findings import Finding, ReviewResult
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.review import analyzers, engine
+from bot.scan import walk as scan
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _REMOTE = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)(?:@(?P<ref>.+))?$")
@@ -50,7 +51,7 @@ def _local(target: str) -> tuple[Any, RepoConfig, Any]:
     root = Path(target)
     config_file = root / CONFIG_PATH
     config = parse_repo_config(config_file.read_bytes() if config_file.is_file() else None)
-    from bot.context import local_repo_context
+    from bot.review.context import local_repo_context
 
     return scan.walk_tree(root), config, local_repo_context(root, instructions=config.instructions)
 
@@ -64,8 +65,8 @@ def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any,
             f"{target!r} is not a local directory; scanning OWNER/REPO goes through the GitHub "
             "App: set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
         )
-    from bot.context import detect_repo_context
-    from bot.github import GitHubApp
+    from bot.github.client import GitHubApp
+    from bot.review.context import detect_repo_context
 
     repo = m.group("repo")
     inst = GitHubApp(settings).installation_for_repo(repo)
@@ -88,7 +89,7 @@ def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any,
 
 def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     """Plan, review (or analyze offline), report, and optionally upload SARIF."""
-    from bot import cli
+    from bot.cli import review as cli
 
     offline = settings.llm_backend is None
     if not offline:
@@ -171,7 +172,7 @@ def _announce(
 
 def progress_printer(stream: TextIO, quiet: bool, files: int, model: str) -> engine.Progress | None:
     """Scan progress: files planned, units done, tokens, cached share and cost so far."""
-    from bot import cli
+    from bot.cli import review as cli
 
     return cli.progress_printer(stream, quiet, files=files, model=model)
 
@@ -183,8 +184,8 @@ def _run(
     config: RepoConfig,
     files: int,
 ) -> ReviewResult:
-    from bot.llm import create_backend
-    from bot.scan_run import FileStore, plan_key, run_scan
+    from bot.model.client import create_backend
+    from bot.scan.run import FileStore, plan_key, run_scan
 
     store = FileStore(args.state_dir / f"{plan_key(review)}.json")
     if store.load() is not None:
@@ -201,7 +202,7 @@ def _run(
 def _upload(args: argparse.Namespace, result: ReviewResult, remote: list[Any]) -> None:
     if not args.upload_sarif:
         return
-    from bot import render
+    from bot.report import render
 
     inst, repo, sha, git_ref = remote
     sarif_id = inst.upload_sarif(repo, sha, git_ref, render.report_sarif(result))

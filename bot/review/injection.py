@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from bot.diff import ChangedFile
 from bot.findings import Finding
-from bot.prompts import PRContext
+from bot.review.prompts import PRContext
 
 CWE = "CWE-1427"
 PR_TEXT_PATH = "(pull request description)"

@@ -14,7 +14,6 @@ from typing import Literal, TypeVar
 
 from bot import diff as diffmod
 from bot import findings as fnd
-from bot import injection, llm, prompts, redact
 from bot.diff import ChangedFile, FilterRules, ReviewUnit, Skip
 from bot.errors import (
     InvalidModelOutput,
@@ -24,9 +23,12 @@ from bot.errors import (
     PayloadTooLarge,
 )
 from bot.findings import Coverage, Finding, Rejection, ReviewResult, Stats
-from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
-from bot.prompts import PRContext, Prefix, RepoContext
+from bot.model import client as llm
+from bot.model.client import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.redact import redactor as redact
 from bot.repo_config import RepoConfig
+from bot.review import injection, prompts
+from bot.review.prompts import PRContext, Prefix, RepoContext
 
 INVALID_OUTPUT = "invalid_model_output"
 # Tries of one submit (batch) or run (sync) on capacity and timeouts, each of which the client
@@ -440,7 +442,7 @@ def execute(
 
 def suppress(result: ReviewResult, config: RepoConfig) -> tuple[ReviewResult, list[str]]:
     """Drop findings the base-branch config ignores or accepts (until their date); say so."""
-    from bot import suppress as suppressions
+    from bot.review import suppress as suppressions
 
     kept, hidden = suppressions.apply(result, config)
     return kept, hidden.notes()

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from bot.diff import (
+from bot.diff.parse import (
     ChangedFile,
     DiffLine,
     FilterRules,

@@ -10,14 +10,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import __version__, analyzers, engine, llm, logs, render, verify
+from bot import __version__, logs
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
 from bot.findings import SEVERITY_RANK, ReviewResult, at_or_above
-from bot.llm import Usage
-from bot.prompts import PRContext, RepoContext
+from bot.model import client as llm
+from bot.model.client import Usage
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.report import render
+from bot.review import analyzers, engine, verify
+from bot.review.prompts import PRContext, RepoContext
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 FORMATS = ("json", "sarif", "markdown")
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--description", default="", help="pull request description (context)")
     _report_options(review)
     review.set_defaults(func=cmd_review)
-    from bot import cli_app, cli_scan
+    from bot.cli import app as cli_app
+    from bot.cli import scan as cli_scan
     from workers import command as worker_command
 
     cli_scan.register(sub, _report_options)
@@ -81,7 +85,7 @@ def _read_diff(source: str) -> bytes:
 def _repo_setup(path: str | None) -> tuple[RepoContext, RepoConfig]:
     if path is None:
         return RepoContext(), RepoConfig()
-    from bot.context import local_repo_context
+    from bot.review.context import local_repo_context
 
     root = Path(path)
     if not root.is_dir():
@@ -179,7 +183,7 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(OFFLINE_NOTICE)
         result, look = verify.exclude(engine.offline_result(plan))
     else:
-        from bot.llm import create_backend
+        from bot.model.client import create_backend
 
         result = engine.execute(
             plan,

@@ -14,7 +14,7 @@ import httpx
 
 from bot.config import DEFAULT_WORKERS_AI_BASE_URL, Settings
 from bot.errors import ModelError, ModelTimeout, PayloadTooLarge
-from bot.llm_errors import batch_error, errors_of, map_error, scrub
+from bot.model.errors import batch_error, errors_of, map_error, scrub
 
 log = logging.getLogger(__name__)
 
@@ -479,7 +479,7 @@ def create_backend(
     """
     settings.require_model()
     if response_format is None:
-        from bot import prompts  # late: prompts is a sibling, not needed to import llm
+        from bot.review import prompts  # late: prompts is a sibling, not needed to import llm
 
         response_format = prompts.response_format()
     chosen = model or settings.model

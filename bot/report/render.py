@@ -10,7 +10,7 @@ from typing import Any
 
 from bot import __version__
 from bot.findings import SEVERITIES, SEVERITY_RANK, Finding, ReviewResult
-from bot.render_sarif import cwe_url, report_sarif, sarif_gzip_base64
+from bot.report.sarif import cwe_url, report_sarif, sarif_gzip_base64
 
 __all__ = [
     "comment_body",

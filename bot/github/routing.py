@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.commands import WRITE_ASSOCIATIONS, find_command
+from bot.github.commands import WRITE_ASSOCIATIONS, find_command
+from bot.github.webhooks import Delivery
 from bot.jobs import CommandJob, Job, ReviewJob, ScanJob
-from bot.webhooks import Delivery
 
 Handler = Callable[[Delivery, "RouteContext"], "Routed"]
 REVIEW_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot import engine, llm, prompts
 from bot.errors import ModelError, ModelQuotaExceeded, ModelUnavailable, PayloadTooLarge
 from bot.findings import ReviewResult
-from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.model import client as llm
+from bot.model.client import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.review import engine, prompts
 
 State = dict[str, Any]
 Progress = Callable[[int, int, Usage], None]

@@ -15,8 +15,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from bot.diff_split import glob_to_regex
-from bot.scan_plan import (
+from bot.diff.split import glob_to_regex
+from bot.scan.plan import (
     COMPLETION_TOKENS_GUESS,
     OVER_BUDGET,
     PREFIX_TOKENS_GUESS,

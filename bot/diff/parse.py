@@ -358,27 +358,6 @@ def line_map(file: ChangedFile) -> LineMap:
     return LineMap(right=right, left=left)
 
 
-# --- filtering and splitting live in bot/diff_split.py, imported at the end of this module -------
-
-
-def filter_files(
-    files: Iterable[ChangedFile], rules: FilterRules = FilterRules()
-) -> tuple[list[ChangedFile], list[Skip]]:
-    """Files to review and files skipped (binary, mode-only, deleted, excluded, generated...).
-
-    See :func:`bot.diff_split.filter_files`: database migrations are never dropped by the
-    default filters; an explicit config exclude still applies to them.
-    """
-    return diff_split.filter_files(files, rules)
-
-
-def split_units(
-    files: Sequence[ChangedFile], budget_tokens: int, max_units: int | None = None
-) -> SplitResult:
-    """Pack files' hunks into review units of at most ``budget_tokens`` estimated tokens."""
-    return diff_split.split_units(files, budget_tokens, max_units)
-
-
 # --- rendering: what the model sees, and what token estimates are computed on -------------------
 
 # the marker column between the line number and the text, spaces included
@@ -422,7 +401,3 @@ def render_segment(segment: UnitSegment) -> str:
 def render_unit_diff(unit: ReviewUnit) -> str:
     """The diff text of a unit (segments separated by a blank line); ``unit.tokens`` is its size."""
     return unit._text or "\n".join(render_segment(s) for s in unit.segments)
-
-
-# Last, because bot.diff_split imports the types above; either module may be imported first.
-from bot import diff_split  # noqa: E402

@@ -8,12 +8,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot import redact_rules as rules
 from bot.diff import ChangedFile, DiffLine, Hunk
 from bot.findings import Finding, Severity
-from bot.redact_pem import find_key_blocks
-from bot.redact_rules import PRIVATE_KEY
-from bot.redact_values import count_placeholders, placeholder, placeholder_spans
+from bot.redact import rules
+from bot.redact.pem import find_key_blocks
+from bot.redact.rules import PRIVATE_KEY
+from bot.redact.values import count_placeholders, placeholder, placeholder_spans
 
 __all__ = [
     "KINDS",

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from bot import exclusions, llm, prompts
-from bot.engine import ReviewPlan
 from bot.findings import Finding, ReviewResult
-from bot.llm import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.model import client as llm
+from bot.model.client import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.review import exclusions, prompts
+from bot.review.engine import ReviewPlan
 
 VERDICT_SCHEMA: dict[str, Any] = json.loads(
     resources.files("prompts").joinpath("verify.schema.json").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
-from bot.prompts import RepoContext
+from bot.review.prompts import RepoContext
 
 # A language counts if it has at least MIN_LANGUAGE_FILES files or LANGUAGE_SHARE of the source
 # files: one deploy.sh in a Go repository is noise, a dozen shell scripts are an attack surface.

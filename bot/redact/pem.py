@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bot.redact_values import count_placeholders, is_placeholder
+from bot.redact.values import count_placeholders, is_placeholder
 
 BodyKind = Literal["long", "short", "skip", "other"]
 

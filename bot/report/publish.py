@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import render
 from bot.diff import ChangedFile, line_map
 from bot.findings import SEVERITY_RANK, Finding, ReviewResult, gate_exceeded
 from bot.repo_config import RepoConfig
+from bot.report import render
 
 FINDING_MARKER = re.compile(r"<!-- secreview:finding fp=([0-9a-f]+) -->")
 SUMMARY_MARKER = re.compile(r"<!-- secreview:summary head=([0-9a-f]*) -->")

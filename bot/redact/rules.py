@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.redact_values import is_placeholder, plausible_secret, shannon_entropy
+from bot.redact.values import is_placeholder, plausible_secret, shannon_entropy
 
 PRIVATE_KEY = "private-key"
 

@@ -60,7 +60,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """POST ``args.payload`` signed with GITHUB_WEBHOOK_SECRET; print the answer's status."""
     import httpx
 
-    from bot.webhooks import signature
+    from bot.github.webhooks import signature
 
     secret = settings.require_webhook_secret()
     try:

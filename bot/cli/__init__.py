@@ -1,0 +1,5 @@
+"""The ``secreview`` command."""
+
+from bot.cli.review import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""GitHub: App auth, REST calls, publishing, and the webhook protocol (signatures, routing)."""

@@ -1,0 +1,1 @@
+"""Secrets: detection and placeholder redaction before any text leaves the process."""

@@ -1,0 +1,1 @@
+"""Full-repository scans: walking a tree or tarball, and planning what to review."""
