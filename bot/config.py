@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
 
@@ -16,6 +18,9 @@ DEFAULT_MODEL = "@cf/moonshotai/kimi-k2.6"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_WORKERS_AI_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_ENV_FILE = ".env"
+# httpx's 5 s default is far too short for a model; a CPU engine needs minutes for a 12k prompt.
+DEFAULT_MODEL_TIMEOUT_S = 120.0
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -51,9 +56,12 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
     if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number of at least 0, not {raw!r}")
+    return value
 
 
 def _log_level(env: Mapping[str, str]) -> str:
@@ -88,19 +96,98 @@ def _private_key(env: Mapping[str, str]) -> str | None:
         ) from None
 
 
+def _app_id(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("GITHUB_APP_ID") or "").strip()
+    if raw and not raw.isdigit():
+        raise ConfigError(f"GITHUB_APP_ID must be the App's numeric id, not {raw!r}")
+    return raw or None
+
+
 def _backend(env: Mapping[str, str]) -> Backend | None:
     raw = (env.get("SECREVIEW_LLM_BACKEND") or "").strip().lower()
     if raw in ("workers-ai", "workers_ai", "cloudflare"):
         return "workers-ai"
     if raw == "openai":
         return "openai"
+    if raw == "none":
+        return None
     if raw:
-        raise ConfigError(f"SECREVIEW_LLM_BACKEND must be 'workers-ai' or 'openai', not {raw!r}")
+        raise ConfigError(
+            f"SECREVIEW_LLM_BACKEND must be 'workers-ai', 'openai' or 'none', not {raw!r}"
+        )
     if env.get("CLOUDFLARE_ACCOUNT_ID") or env.get("CLOUDFLARE_API_TOKEN"):
         return "workers-ai"
     if env.get("OPENAI_BASE_URL"):
         return "openai"
     return None
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """An http(s) URL without its trailing slash; ConfigError naming the variable otherwise."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {raw!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+    return raw.rstrip("/")
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    """REDIS_URL checked for the shapes redis-py accepts, so a typo fails here, not in a worker."""
+    raw = (env.get("REDIS_URL") or "").strip() or DEFAULT_REDIS_URL
+    parts = urlsplit(raw)
+    hint = "e.g. redis://localhost:6379/0"
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"REDIS_URL unix:// needs a socket path, not {raw!r}")
+        return raw
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix:// ({hint})")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"REDIS_URL has an invalid port ({hint})") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigError(f"REDIS_URL database must be a number after the last '/' ({hint})")
+    return raw
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value is None or value <= 0:
+        raise ConfigError(f"{name} must be a number of seconds above 0, not {env.get(name)!r}")
+    return value
+
+
+def load_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The variables a ``.env`` file sets (python-dotenv syntax); {} when there is no file."""
+    from dotenv import dotenv_values
+
+    file = Path(path)
+    if not file.is_file():
+        return {}
+    try:
+        values = dotenv_values(file, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}") from None
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def process_environment() -> dict[str, str]:
+    """``os.environ`` over the ``.env`` file (``SECREVIEW_ENV_FILE``, default ``./.env``).
+
+    The real environment wins, as in docker compose: a value set by the shell or the
+    orchestrator is never overridden by the file. ``SECREVIEW_ENV_FILE=`` (empty) reads no file.
+    """
+    chosen = os.environ.get("SECREVIEW_ENV_FILE", DEFAULT_ENV_FILE)
+    from_file = load_env_file(chosen) if chosen else {}
+    return {**from_file, **os.environ}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,27 +218,33 @@ class Settings:
     visibility_timeout_s: int = 7200
     model_deadline_s: int = 1800
     first_poll_s: float = 5.0
+    model_timeout_s: float = DEFAULT_MODEL_TIMEOUT_S
+    analyzers_only: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate settings; raises ConfigError with a one-line reason."""
-        env = os.environ if environ is None else environ
+        """Read and validate settings; raises ConfigError with a one-line reason.
+
+        Without ``environ``: the process environment over the ``.env`` file
+        (``process_environment``).
+        """
+        env = process_environment() if environ is None else environ
         return cls(
-            github_app_id=env.get("GITHUB_APP_ID") or None,
+            github_app_id=_app_id(env),
             github_private_key=_private_key(env),
             github_webhook_secret=env.get("GITHUB_WEBHOOK_SECRET") or None,
-            github_api_url=(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/"),
+            github_api_url=_url(env, "GITHUB_API_URL", DEFAULT_GITHUB_API_URL)
+            or DEFAULT_GITHUB_API_URL,
             cloudflare_account_id=env.get("CLOUDFLARE_ACCOUNT_ID") or None,
             cloudflare_api_token=env.get("CLOUDFLARE_API_TOKEN") or None,
-            workers_ai_base_url=(
-                env.get("WORKERS_AI_BASE_URL") or DEFAULT_WORKERS_AI_BASE_URL
-            ).rstrip("/"),
+            workers_ai_base_url=_url(env, "WORKERS_AI_BASE_URL", DEFAULT_WORKERS_AI_BASE_URL)
+            or DEFAULT_WORKERS_AI_BASE_URL,
             model=env.get("SECREVIEW_MODEL") or DEFAULT_MODEL,
             verify_model=env.get("SECREVIEW_VERIFY_MODEL") or None,
             llm_backend=_backend(env),
-            openai_base_url=(env.get("OPENAI_BASE_URL") or "").rstrip("/") or None,
+            openai_base_url=_url(env, "OPENAI_BASE_URL", None),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
-            redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            redis_url=_redis_url(env),
             dry_run=_flag(env, "SECREVIEW_DRY_RUN"),
             log_level=_log_level(env),
             log_format=_log_format(env),
@@ -163,6 +256,10 @@ class Settings:
             visibility_timeout_s=_int(env, "SECREVIEW_VISIBILITY_TIMEOUT", 7200, minimum=1),
             model_deadline_s=_int(env, "SECREVIEW_MODEL_DEADLINE", 1800, minimum=10),
             first_poll_s=_float(env, "SECREVIEW_FIRST_POLL", 5.0) or 5.0,
+            model_timeout_s=_positive_float(
+                env, "SECREVIEW_MODEL_TIMEOUT", DEFAULT_MODEL_TIMEOUT_S
+            ),
+            analyzers_only=(env.get("SECREVIEW_LLM_BACKEND") or "").strip().lower() == "none",
         )
 
     @property
@@ -192,6 +289,8 @@ class Settings:
             if not self.openai_base_url:
                 raise ConfigError("SECREVIEW_LLM_BACKEND=openai needs OPENAI_BASE_URL to be set")
             return
+        if self.analyzers_only:
+            raise ConfigError("SECREVIEW_LLM_BACKEND=none: no model is used (analyzers only)")
         raise ConfigError(
             "no model configured: set CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN "
             "(Workers AI), or SECREVIEW_LLM_BACKEND=openai and OPENAI_BASE_URL"

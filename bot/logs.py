@@ -48,8 +48,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+# Libraries that log every request at INFO (httpx: "HTTP Request: POST ... 200 OK"): quiet
+# unless LOG_LEVEL=DEBUG asks for everything.
+NOISY = ("httpx", "httpcore", "urllib3", "github", "dotenv", "multipart", "watchfiles")
+
+
 def configure(level: str, fmt: str = "text") -> None:
-    """Root logging on standard error, in ``fmt`` (``text`` or ``json``)."""
+    """Root logging on standard error, in ``fmt`` (``text`` or ``json``); chatty libraries
+    log warnings only unless ``level`` is DEBUG."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -58,3 +64,5 @@ def configure(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")

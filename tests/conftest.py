@@ -21,6 +21,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(prefixes) and name != "SECREVIEW_UPDATE_GOLDEN":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
+    # Nor the developer's .env file (subprocesses inherit this too).
+    monkeypatch.setenv("SECREVIEW_ENV_FILE", "")
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bot.config import DEFAULT_MODEL, Settings
+from bot.config import DEFAULT_MODEL, Settings, load_env_file
 from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_match_the_design_contract() -> None:
@@ -78,3 +82,66 @@ def test_webhook_secret_and_app_credentials_required() -> None:
     with pytest.raises(ConfigError, match="GITHUB_PRIVATE_KEY"):
         Settings.from_env({"GITHUB_APP_ID": "1"}).require_github_app()
     assert Settings.from_env({"GITHUB_WEBHOOK_SECRET": "s"}).require_webhook_secret() == "s"
+
+
+def test_env_file_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# comment\nGITHUB_APP_ID=77\nREDIS_URL=redis://localhost:6379/3\n"
+        "GITHUB_WEBHOOK_SECRET='from file'\nEMPTY=\n"
+    )
+    monkeypatch.setenv("SECREVIEW_ENV_FILE", str(env_file))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/5")
+    s = Settings.from_env()
+    assert s.github_app_id == "77" and s.github_webhook_secret == "from file"
+    assert s.redis_url == "redis://127.0.0.1:6379/5"  # the shell's value beats the file's
+    monkeypatch.setenv("SECREVIEW_ENV_FILE", "")
+    assert Settings.from_env().github_app_id is None  # empty: no file read at all
+
+
+def test_default_env_file_is_dotenv_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SECREVIEW_ENV_FILE")
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env().github_app_id is None  # no .env here: defaults
+    (tmp_path / ".env").write_text("GITHUB_APP_ID=5\n")
+    assert Settings.from_env().github_app_id == "5"
+
+
+def test_example_env_file_works_outside_compose() -> None:
+    values = load_env_file(ROOT / ".env.example")
+    s = Settings.from_env(values)
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.llm_backend is None and not s.analyzers_only
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("garbage", "must start with redis://"),
+        ("http://localhost:6379", "must start with redis://"),
+        ("redis://localhost:port/0", "invalid port"),
+        ("redis://localhost:6379/db", "database must be a number"),
+        ("unix://", "needs a socket path"),
+    ],
+)
+def test_redis_url_is_checked(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({"REDIS_URL": url})
+
+
+def test_good_redis_urls_pass() -> None:
+    for url in ("redis://redis:6379/0", "rediss://:pw@host:6380", "unix:///run/redis.sock"):
+        assert Settings.from_env({"REDIS_URL": url}).redis_url == url
+
+
+def test_model_timeout_and_none_backend() -> None:
+    assert Settings.from_env({}).model_timeout_s == 120.0
+    assert Settings.from_env({"SECREVIEW_MODEL_TIMEOUT": "900"}).model_timeout_s == 900.0
+    s = Settings.from_env({"SECREVIEW_LLM_BACKEND": "none", "CLOUDFLARE_API_TOKEN": "t"})
+    assert s.llm_backend is None and s.analyzers_only and not s.model_configured
+    with pytest.raises(ConfigError, match="analyzers only"):
+        s.require_model()

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bot.cli import options
 from bot.config import Settings
 from bot.errors import UsageError
 
@@ -27,18 +28,25 @@ def register(sub: Any) -> None:
     """Add ``serve``, ``replay`` and ``manifest`` to the ``secreview`` parser."""
     serve = sub.add_parser("serve", help="run the webhook receiver")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=options.port, default=8000)
     serve.set_defaults(func=cmd_serve)
 
     replay = sub.add_parser("replay", help="sign and send a saved webhook payload")
     replay.add_argument("payload", help="JSON file with the webhook body")
     replay.add_argument("--event", required=True, help="X-GitHub-Event, e.g. pull_request")
-    replay.add_argument("--url", default="http://127.0.0.1:8000/api/github/webhooks")
+    replay.add_argument(
+        "--url", type=options.public_url, default="http://127.0.0.1:8000/api/github/webhooks"
+    )
     replay.add_argument("--delivery", help="X-GitHub-Delivery (default: a new id)")
     replay.set_defaults(func=cmd_replay)
 
     manifest = sub.add_parser("manifest", help="print the GitHub App manifest")
-    manifest.add_argument("--url", default="https://secreview.example.com", help="public base URL")
+    manifest.add_argument(
+        "--url",
+        type=options.public_url,
+        default="https://secreview.example.com",
+        help="public base URL of the receiver (https://host)",
+    )
     manifest.add_argument("--name", default="secreview")
     manifest.set_defaults(func=cmd_manifest)
 

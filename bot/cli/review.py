@@ -12,6 +12,7 @@ from typing import TextIO
 
 from bot import __version__, logs
 from bot import diff as diffmod
+from bot.cli import options
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
 from bot.findings import SEVERITY_RANK, ReviewResult, at_or_above
@@ -163,9 +164,12 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     offline = settings.llm_backend is None
     if not offline:
         settings.require_model()
+    options.writable_output(args.output)
     diff_bytes = _read_diff(args.diff)
     repo, config = _repo_setup(args.repo)
     parsed = diffmod.parse_diff(diff_bytes)
+    if not parsed.files:  # an empty diff is a broken pipeline, not a clean change
+        raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
     kept, skipped = diffmod.filter_files(parsed.files, config.filter_rules)
     reader = analyzers.local_reader(Path(args.repo)) if args.repo else None
     plan = engine.plan_files(
@@ -232,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("secreview: interrupted\n")
         return 130
+    except OSError as exc:  # a file or socket the user named: one line, never a traceback
+        where = f" {exc.filename!r}" if exc.filename else ""
+        sys.stderr.write(f"secreview: error:{where} {exc.strerror or exc}\n")
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.cli import options
 from bot.config import Settings
 from bot.errors import ConfigError, UsageError
 from bot.findings import Finding, ReviewResult
@@ -33,7 +34,7 @@ def register(sub: Any, report_options: Any) -> None:
     )
     p.add_argument(
         "--max-cost",
-        type=float,
+        type=options.dollars,
         metavar="USD",
         help="plan only what fits this model cost (default: the repo config's "
         "max_cost_usd, else SECREVIEW_MAX_COST_USD)",
@@ -94,6 +95,8 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     offline = settings.llm_backend is None
     if not offline:
         settings.require_model()
+        options.state_dir(args.state_dir)
+    options.writable_output(args.output)
     remote = None
     if Path(args.target).is_dir():
         if args.upload_sarif:
