@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 import httpx
 
@@ -26,6 +28,7 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
 PENDING_STATUSES = frozenset({"queued", "running"})
 _RNG = random.Random()
+FormatMode = Literal["json_schema", "json_object", "prompt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,15 +165,32 @@ def batch_payload_size(requests: Sequence[ModelRequest], response_format: Mappin
     return len(_dumps(_batch_payload(requests, response_format)))
 
 
-def parse_usage(raw: Any) -> Usage:
-    """A chat.completion ``usage`` object; cached tokens from ``prompt_tokens_details``."""
-    if not isinstance(raw, Mapping):
-        return Usage()
-    details = raw.get("prompt_tokens_details")
+def parse_usage(raw: Any, completion: Mapping[str, Any] | None = None) -> Usage:
+    """A chat.completion ``usage``, with cached tokens from whichever shape the server uses.
+
+    ``usage.prompt_tokens_details.cached_tokens`` (OpenAI, Workers AI, newer llama-server),
+    ``usage.prompt_cache_hit_tokens`` (DeepSeek-style gateways), llama-server's ``timings``
+    (``cache_n`` reused, ``prompt_n`` processed) and llama.cpp's ``tokens_cached`` beside the
+    usage in ``completion``; none of them (llama-cpp-python) means 0 cached.
+    """
+    usage = raw if isinstance(raw, Mapping) else {}
+    outer = completion if isinstance(completion, Mapping) else {}
+    raw_timings = outer.get("timings")
+    timings: Mapping[str, Any] = raw_timings if isinstance(raw_timings, Mapping) else {}
+    details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-    return Usage(
-        _count(raw.get("prompt_tokens")), _count(cached), _count(raw.get("completion_tokens"))
-    )
+    for candidate in (
+        usage.get("prompt_cache_hit_tokens"),
+        timings.get("cache_n"),
+        outer.get("tokens_cached"),
+    ):
+        if cached is None:
+            cached = candidate
+    prompt = _count(usage.get("prompt_tokens"))
+    if not prompt and timings:  # llama.cpp timings only: processed + reused tokens
+        prompt = _count(timings.get("prompt_n")) + _count(timings.get("cache_n"))
+    completion_tokens = _count(usage.get("completion_tokens")) or _count(timings.get("predicted_n"))
+    return Usage(prompt, _count(cached), completion_tokens)
 
 
 def _count(value: Any) -> int:
@@ -181,7 +201,7 @@ def parse_completion(result: Any) -> tuple[str | None, Usage]:
     """Content and usage of a chat.completion (or of a legacy ``{"response": ...}`` result)."""
     if not isinstance(result, Mapping):
         return None, Usage()
-    usage = parse_usage(result.get("usage"))
+    usage = parse_usage(result.get("usage"), result)
     choices = result.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
         message = choices[0].get("message")
@@ -259,16 +279,22 @@ class _HTTPBackend:
         """POST JSON with retries on capacity, timeouts, 5xx and transport errors."""
         content = _dumps(payload)
         attempt = 0
+        previous: ModelError | None = None
         while True:
             try:
                 return self._post_once(url, content, self._headers(affinity), params)
             except ModelError as exc:
-                if not exc.retryable or attempt >= self.max_retries:
+                if not self._should_retry(exc, previous) or attempt >= self.max_retries:
                     raise
+                previous = exc
                 delay = backoff_delay(attempt)
                 log.debug("%s %s, retry %d in %.1fs", self.service, exc.reason, attempt + 1, delay)
                 self._sleep(delay)
                 attempt += 1
+
+    def _should_retry(self, exc: ModelError, previous: ModelError | None) -> bool:
+        """Whether ``exc`` (after ``previous``, the last failure of this call) is worth a retry."""
+        return exc.retryable
 
     def _post_once(
         self, url: str, content: bytes, headers: Mapping[str, str], params: Mapping[str, str] | None
@@ -424,8 +450,57 @@ def _response_result(ref: str, item: Mapping[str, Any], secret: str) -> ModelRes
     return _result(ref, content, usage)
 
 
+# Base URL → the ``response_format`` shape that server accepted, for the life of the process.
+_ACCEPTED_FORMATS: dict[str, FormatMode] = {}
+_ACCEPTED_LOCK = threading.Lock()
+# Words an engine's error uses when it is the response_format it cannot take (llama-cpp-python:
+# "Input should be 'text' or 'json_object'", old llama-server: "response_format type must be").
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object|schema|grammar", re.I)
+
+
+def format_variant(
+    response_format: Mapping[str, Any], mode: FormatMode
+) -> Mapping[str, Any] | None:
+    """``response_format`` as ``mode`` asks: as given (json_schema), as ``json_object`` with
+    the schema beside it (llama-cpp-python, Anyscale style), or nothing (the prompt alone
+    carries the schema)."""
+    if not response_format or mode == "prompt":
+        return None
+    if mode == "json_schema" or response_format.get("type") != "json_schema":
+        return response_format
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    return {"type": "json_object", **({"schema": schema} if isinstance(schema, Mapping) else {})}
+
+
+def format_rejected(exc: ModelError) -> bool:
+    """Whether an engine refused the request's ``response_format`` (not its credentials,
+    capacity or size): a 400/422/500/501 whose message is about the format."""
+    if exc.status not in (400, 422, 500, 501):
+        return False
+    return bool(_FORMAT_WORDS.search(str(exc)))
+
+
+def accepted_format(base_url: str) -> FormatMode | None:
+    """The ``response_format`` shape ``base_url`` was found to accept in this process."""
+    with _ACCEPTED_LOCK:
+        return _ACCEPTED_FORMATS.get(base_url)
+
+
+def forget_formats() -> None:
+    """Forget every discovered ``response_format`` (tests; a server that was upgraded)."""
+    with _ACCEPTED_LOCK:
+        _ACCEPTED_FORMATS.clear()
+
+
 class OpenAICompatibleClient(_HTTPBackend):
-    """Any ``/chat/completions`` server (vLLM, Workers AI ``/ai/v1``); no async batch."""
+    """Any ``/chat/completions`` server (vLLM, llama.cpp, Workers AI ``/ai/v1``); no async batch.
+
+    Engines differ in the ``response_format`` they take: the first request tries the findings
+    ``json_schema``; a refusal of it falls back to ``json_object`` with the schema, then to the
+    prompt alone, and the shape that worked is remembered per base URL. A 5xx that repeats the
+    same body, and every 4xx, is deterministic and is not retried.
+    """
 
     service = "OpenAI-compatible API"
     supports_batch = False
@@ -451,16 +526,53 @@ class OpenAICompatibleClient(_HTTPBackend):
             max_retries=max_retries,
             sleep=sleep,
         )
-        self.url = f"{base_url.rstrip('/')}/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
 
     def run(self, request: ModelRequest, *, affinity: str) -> ModelResult:
-        """One chat completion."""
-        body = {"model": self.model, **request_body(request, self.response_format)}
-        data = self._post(self.url, body, affinity)
-        # Some gateways wrap the completion in a Cloudflare envelope.
-        completion = data.get("result") if "choices" not in data else data
-        content, usage = parse_completion(completion)
-        return _result(request.external_reference, content, usage)
+        """One chat completion, in the ``response_format`` shape this server accepts."""
+        mode = accepted_format(self.base_url) or "json_schema"
+        while True:
+            fmt = format_variant(self.response_format, mode) or {}
+            body = {"model": self.model, **request_body(request, fmt)}
+            try:
+                data = self._post(self.url, body, affinity)
+            except ModelError as exc:
+                fallback = _next_mode(mode) if self.response_format else None
+                if fallback is None or not format_rejected(exc):
+                    raise
+                log.info("%s refused response_format %s; trying %s", self.base_url, mode, fallback)
+                mode = fallback
+                continue
+            if self.response_format:
+                self._remember(mode)
+            # Some gateways wrap the completion in a Cloudflare envelope.
+            completion = data.get("result") if "choices" not in data else data
+            content, usage = parse_completion(completion)
+            return _result(request.external_reference, content, usage)
+
+    def _remember(self, mode: FormatMode) -> None:
+        with _ACCEPTED_LOCK:
+            if _ACCEPTED_FORMATS.get(self.base_url) != mode:
+                log.info("%s takes response_format %s", self.base_url, mode)
+            _ACCEPTED_FORMATS[self.base_url] = mode
+
+    def _should_retry(self, exc: ModelError, previous: ModelError | None) -> bool:
+        if not exc.retryable or format_rejected(exc):
+            return False
+        # The same 5xx body twice is the server's answer to this request, not a passing fault.
+        return not (
+            previous is not None
+            and exc.status is not None
+            and exc.status >= 500
+            and (previous.status, str(previous)) == (exc.status, str(exc))
+        )
+
+
+def _next_mode(mode: FormatMode) -> FormatMode | None:
+    ladder: tuple[FormatMode, ...] = ("json_schema", "json_object", "prompt")
+    index = ladder.index(mode)
+    return ladder[index + 1] if index + 1 < len(ladder) else None
 
 
 def create_backend(
@@ -483,6 +595,7 @@ def create_backend(
 
         response_format = prompts.response_format()
     chosen = model or settings.model
+    timeout = model_timeout(settings.model_timeout_s)
     if settings.llm_backend == "workers-ai":
         return WorkersAIClient(
             settings.cloudflare_account_id or "",
@@ -491,6 +604,7 @@ def create_backend(
             settings.workers_ai_base_url,
             response_format=response_format,
             transport=transport,
+            timeout=timeout,
             max_retries=max_retries,
         )
     return OpenAICompatibleClient(
@@ -499,5 +613,11 @@ def create_backend(
         chosen,
         response_format=response_format,
         transport=transport,
+        timeout=timeout,
         max_retries=max_retries,
     )
+
+
+def model_timeout(read_s: float) -> httpx.Timeout:
+    """Connect fast, wait ``read_s`` (SECREVIEW_MODEL_TIMEOUT) for the model to answer."""
+    return httpx.Timeout(connect=10.0, read=read_s, write=30.0, pool=10.0)
