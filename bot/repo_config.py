@@ -16,6 +16,7 @@ from bot.findings import SEVERITY_RANK
 CONFIG_PATH = ".github/secreview.yml"
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_INSTRUCTIONS_CHARS = 4000
+MAX_YAML_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,16 +135,47 @@ def _suppression(entry: Any, key: str, dated: bool) -> Suppression:
     )
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases, and with a nesting limit.
+
+    An alias makes a few hundred bytes stand for gigabytes once anything walks the value (the
+    "billion laughs"); nothing a config says needs one. Deep nesting would exhaust the stack.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (& and *) are not allowed", event.start_mark
+            )
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """YAML text as plain data: size-capped, no anchors or aliases, no tags; else ConfigError."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{CONFIG_PATH} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return yaml.load(text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{CONFIG_PATH} is not valid YAML: {exc}".splitlines()[0]) from None
+
+
 def parse_repo_config(text: str | bytes | None) -> RepoConfig:
     """Parse the config file's text; None or empty gives the defaults; bad content → ConfigError."""
     if not text:
         return RepoConfig()
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{CONFIG_PATH} is larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{CONFIG_PATH} is not valid YAML: {exc}".splitlines()[0]) from None
+    data = load_yaml(text)
     if data is None:
         return RepoConfig()
     if not isinstance(data, dict):

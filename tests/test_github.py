@@ -190,10 +190,14 @@ def test_sarif_upload_is_gzipped_base64(gh: tuple[FakeGitHub, Installation]) -> 
 def test_tarball_and_refs(gh: tuple[FakeGitHub, Installation]) -> None:
     fake, inst = gh
     fake.set_file(REPO, "main", "app.py", b"print('hi')\n")
-    data = inst.download_tarball(REPO, "main")
     import io
     import tarfile
 
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    data = io.BytesIO()
+    assert inst.download_tarball(REPO, "main", data) == len(data.getvalue()) > 0
+    with tarfile.open(fileobj=io.BytesIO(data.getvalue())) as tar:
         assert [m.name.split("/", 1)[1] for m in tar.getmembers()] == ["app.py"]
+    with pytest.raises(GitHubError, match="larger than") as info:
+        inst.download_tarball(REPO, "main", io.BytesIO(), max_bytes=10)
+    assert info.value.reason == "tarball_too_large"
     assert len(inst.resolve_ref(REPO, "main")) == 40

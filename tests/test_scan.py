@@ -180,7 +180,7 @@ def test_tarball_members_that_escape_are_refused() -> None:
         link = tarfile.TarInfo("octo-shop-abc/link")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
         tar.addfile(link)
-    entries = {p: r for p, _, r in scan.walk_tarball(buf.getvalue())}
+    entries = {p: r for p, _, r in scan.walk_tarball(io.BytesIO(buf.getvalue()))}
     assert entries["app.py"] is None
     assert entries["../../etc/passwd"] == "unsafe path in archive"
     assert entries["link"] == "not a regular file"
@@ -237,7 +237,7 @@ def test_tarball_top_level_escape_and_tool_dirs() -> None:
             info = tarfile.TarInfo(name)
             info.size = 2
             tar.addfile(info, io.BytesIO(b"x\n"))
-    entries = {p: r for p, _, r in scan.walk_tarball(buf.getvalue())}
+    entries = {p: r for p, _, r in scan.walk_tarball(io.BytesIO(buf.getvalue()))}
     assert entries == {
         "evil.py": "unsafe path in archive",
         "dist/bundle.py": "build output or tool cache directory",

@@ -14,7 +14,7 @@ import yaml
 
 from bot.github.commands import USAGE, Command, CommandError, parse_command
 from bot.jobs import CommandJob
-from bot.repo_config import CONFIG_PATH, parse_repo_config
+from bot.repo_config import CONFIG_PATH, load_yaml, parse_repo_config
 
 if TYPE_CHECKING:
     from workers.pipeline import Services
@@ -45,7 +45,7 @@ def answer(job: CommandJob) -> str | Command:
 
 def with_suppression(text: str | None, command: Command) -> str:
     """The config file with ``command``'s suppression added (validated before it is proposed)."""
-    data: dict[str, Any] = (yaml.safe_load(text) if text else None) or {}
+    data: dict[str, Any] = (load_yaml(text) if text else None) or {}  # no aliases, capped
     key = "ignore" if command.verb == "ignore" else "accept_risk"
     entry: dict[str, Any] = {"fingerprint": command.fingerprint, "reason": command.reason}
     if command.until is not None:

@@ -13,6 +13,7 @@ scanning, and is summarised in a "secreview scan" check run and a reply where it
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,10 @@ def baseline_notes(client: Any, repo: str, findings: Sequence[Finding]) -> list[
 
 def _plan(inst: Any, job: ScanJob, sha: str, config: RepoConfig, svc: Services) -> Any:
     """The scan's review plan: deterministic for one commit, so a poll can rebuild it."""
-    entries = list(scan.walk_tarball(inst.download_tarball(job.repo, sha)))
+    with tempfile.TemporaryFile() as archive:  # streamed to disk, never whole in memory
+        inst.download_tarball(job.repo, sha, archive)
+        archive.seek(0)
+        entries = list(scan.walk_tarball(archive))
     texts = {p: d for p, d, r in entries if d is not None and r is None}
     context = detect_repo_context(
         job.repo,

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -74,7 +75,10 @@ def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any,
     ref = m.group("ref") or inst.default_branch(repo)
     sha = inst.resolve_ref(repo, ref)
     config = inst.repo_config(repo, sha)
-    entries = list(scan.walk_tarball(inst.download_tarball(repo, sha)))
+    with tempfile.TemporaryFile() as archive:  # streamed to disk, never whole in memory
+        inst.download_tarball(repo, sha, archive)
+        archive.seek(0)
+        entries = list(scan.walk_tarball(archive))
     texts = {p: d for p, d, r in entries if d is not None and r is None}
     context = detect_repo_context(
         repo,

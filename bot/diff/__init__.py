@@ -1,5 +1,6 @@
 """Diffs: unidiff parsing into files and hunks, commentable lines, filters, and review units."""
 
+from bot.diff.globs import compile_globs
 from bot.diff.parse import (
     ChangedFile,
     DiffLine,
@@ -27,7 +28,6 @@ from bot.diff.parse import (
 from bot.diff.split import (
     LOCKFILES,
     VENDOR_DIRS,
-    compile_globs,
     default_skip_reason,
     filter_files,
     is_migration,

@@ -6,11 +6,10 @@ Re-exported by ``bot.diff`` (``filter_files``, ``split_units``); import from the
 from __future__ import annotations
 
 import dataclasses
-import functools
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from bot.diff.globs import compile_globs
 from bot.diff.parse import (
     ChangedFile,
     DiffLine,
@@ -124,93 +123,6 @@ def structural_skip_reason(file: ChangedFile) -> str | None:
     if file.status in ("renamed", "copied"):
         return f"{file.status} without changes"
     return "empty file" if file.status == "added" else "no changes"
-
-
-# --- gitignore-style globs -----------------------------------------------------------------------
-
-
-def glob_to_regex(pattern: str) -> str:
-    """A gitignore-style glob as a regex over '/'-separated paths.
-
-    ``*`` and ``?`` stay inside one path segment, ``**/`` spans any number of directories,
-    a trailing ``/**`` everything below; ``[...]`` is a character class. A pattern without a
-    ``/`` (other than a trailing one) matches at any depth; one with a ``/`` is anchored at the
-    repository root. A pattern also matches everything below a directory it matches; a trailing
-    ``/`` matches directories only.
-    """
-    pat = pattern.strip()
-    pat = pat.removeprefix("./")
-    anchored = "/" in pat.rstrip("/")
-    directory_only = pat.endswith("/")
-    pat = pat.strip("/")
-    out: list[str] = []
-    i, n = 0, len(pat)
-    while i < n:
-        char = pat[i]
-        if char == "*":
-            j = i
-            while j < n and pat[j] == "*":
-                j += 1
-            whole_segment = (i == 0 or pat[i - 1] == "/") and (j == n or pat[j] == "/")
-            if j - i >= 2 and whole_segment:
-                out.append(".*" if j == n else "(?:.*/)?")
-                j += 0 if j == n else 1  # the "/" after "**" is part of "(?:.*/)?"
-            else:
-                out.append("[^/]*")
-            i = j
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "[" and (end := _class_end(pat, i)) > 0:
-            body = pat[i + 1 : end]
-            negate = body[:1] in ("!", "^")
-            members = "".join(c if c == "-" else re.escape(c) for c in body[negate:])
-            out.append(f"[{'^' if negate else ''}{members}]")
-            i = end + 1
-        elif char == "\\" and i + 1 < n:
-            out.append(re.escape(pat[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(char))
-            i += 1
-    prefix = "" if anchored else "(?:.*/)?"
-    suffix = "/.*" if directory_only else "(?:/.*)?"
-    return f"{prefix}{''.join(out)}{suffix}"
-
-
-def _class_end(pat: str, start: int) -> int:
-    """Index of the ``]`` closing the class that opens at ``start``, or -1."""
-    j = start + 1
-    if j < len(pat) and pat[j] in "!^":
-        j += 1
-    if j < len(pat) and pat[j] == "]":
-        j += 1  # a leading "]" is a literal member
-    end = pat.find("]", j)
-    return end if end > start + 1 else -1
-
-
-@functools.lru_cache(maxsize=128)
-def compile_globs(patterns: tuple[str, ...]) -> Callable[[str], bool]:
-    """A matcher for gitignore-style ``patterns``; the last match wins, ``!`` negates."""
-    compiled: list[tuple[bool, re.Pattern[str]]] = []
-    for raw in patterns:
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        negated = raw.lstrip().startswith("!")
-        body = raw.lstrip()[1:] if negated else raw
-        try:
-            compiled.append((not negated, re.compile(glob_to_regex(body), re.DOTALL)))
-        except re.error as exc:
-            raise ConfigError(f"invalid glob {raw!r}: {exc}") from None
-
-    def matches(path: str) -> bool:
-        verdict = False
-        for positive, regex in compiled:
-            if regex.fullmatch(path):
-                verdict = positive
-        return verdict
-
-    return matches
 
 
 _DEFAULT_RULES = FilterRules()

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -34,6 +34,7 @@ log = logging.getLogger("secreview.github")
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 TOKEN_MARGIN_S = 300  # renew installation tokens 5 minutes before they expire
 MAX_FILES = 3000  # GET pulls/{n}/files lists at most 3000 files
+MAX_TARBALL_BYTES = 512 << 20  # a scan's compressed archive; streamed to a temporary file
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,19 +287,36 @@ class Installation(Publishing):
         """The commit sha ``ref`` points at."""
         return str(self._json("GET", f"/repos/{repo}/commits/{quote(ref, safe='')}")["sha"])
 
-    def download_tarball(self, repo: str, ref: str) -> bytes:
-        """The repository at ``ref`` as a gzipped tarball (GitHub redirects to codeload)."""
+    def download_tarball(
+        self, repo: str, ref: str, dest: BinaryIO, max_bytes: int = MAX_TARBALL_BYTES
+    ) -> int:
+        """Stream the repository at ``ref`` as a gzipped tarball into ``dest``; bytes written.
+
+        GitHub redirects to codeload. Never held in memory; past ``max_bytes`` the download
+        stops with a GitHubError (reason ``tarball_too_large``).
+        """
         url = f"{self.settings.github_api_url}/repos/{repo}/tarball/{quote(ref, safe='')}"
         headers = {"Authorization": f"token {self.app.token(self.installation_id)}"}
+        written = 0
         try:
-            response = httpx.get(url, headers=headers, follow_redirects=True, timeout=120)
+            with httpx.stream(
+                "GET", url, headers=headers, follow_redirects=True, timeout=120
+            ) as response:
+                if response.status_code != 200:
+                    raise GitHubError(
+                        f"GitHub answered {response.status_code} to the tarball of {repo}@{ref}",
+                        reason=f"github_{response.status_code}",
+                    )
+                for chunk in response.iter_bytes(1 << 16):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise GitHubError(
+                            f"tarball of {repo}@{ref} is larger than {max_bytes >> 20} MB",
+                            reason="tarball_too_large",
+                        )
+                    dest.write(chunk)
         except httpx.HTTPError as exc:
             raise GitHubError(
                 f"tarball of {repo}@{ref}: {exc}", reason="github_transport"
             ) from None
-        if response.status_code != 200:
-            raise GitHubError(
-                f"GitHub answered {response.status_code} to the tarball of {repo}@{ref}",
-                reason=f"github_{response.status_code}",
-            )
-        return response.content
+        return written

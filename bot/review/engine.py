@@ -132,7 +132,7 @@ def plan_files(
     split = diffmod.split_units(clean_files, budget_tokens, max_units)
     by_path = {f.path: f for f in clean_files}
     found = [*secret_findings, *extra_findings]
-    found += injection.in_files(clean_files) + injection.in_pull_request(pr)
+    found += injection.in_files(clean_files, scan=kind == "scan") + injection.in_pull_request(pr)
     analyzers = finalize(found, by_path)
     prefix = prompts.build_prefix(repo)
     affinity = prompts.affinity_key(installation, repo.repo, prefix.sha256, _kind(kind))

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bot.diff import ChangedFile, DiffLine, Hunk, Skip
+from bot.diff.globs import compile_globs
 from bot.diff.split import (
     LOCKFILES,
     VENDOR_DIRS,
-    compile_globs,
     default_skip_reason,
     is_migration,
 )

@@ -1,0 +1,196 @@
+"""Hostile input: every pattern an outsider's text meets runs on a linear-time engine, configs
+refuse aliases, archives and trees stop at their caps, and each cap that bites is reported."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import re2
+
+from bot.diff import compile_globs, globs
+from bot.errors import ConfigError
+from bot.repo_config import load_yaml, parse_repo_config
+from bot.review import injection
+from bot.review.prompts import PRContext
+from bot.scan import walk
+
+TEN_STARS = "*a" * 10 + "*b"
+
+
+def _elapsed(call: object) -> float:
+    t0 = time.perf_counter()
+    call()  # type: ignore[operator]
+    return time.perf_counter() - t0
+
+
+# --- linear-time matching ------------------------------------------------------------------------
+
+
+def test_globs_run_on_re2() -> None:
+    """Structural: pathspec compiles every glob for the re2 backend, which cannot backtrack."""
+    spec = globs.spec([TEN_STARS, "!docs/", "src/**/x.py"])
+    assert type(spec._backend).__module__.startswith("pathspec._backends.re2")
+
+
+def test_ten_stars_on_a_long_path_are_instant() -> None:
+    match = compile_globs((TEN_STARS,))
+    assert _elapsed(lambda: [match("a" * 5000) for _ in range(20)]) < 0.5
+    assert not match("a" * 5000) and match("a" * 10 + "b")
+
+
+def test_injection_rules_run_on_re2() -> None:
+    assert all(isinstance(p, re2._Regexp) for _, _, p in injection._RULES)
+    assert isinstance(injection._INVISIBLE, re2._Regexp)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        " " * 120_000 + "#system x",
+        "# " * 60_000 + "system",
+        ("ignore " + " " * 30) * 3000,
+        '{ "findings"' + " " * 100_000 + "return",
+    ],
+)
+def test_hostile_pr_bodies_are_linear(body: str) -> None:
+    pr = PRContext(title="t", body=body)
+    assert _elapsed(lambda: injection.in_pull_request(pr)) < 0.5
+
+
+def test_gitignore_with_ten_stars_in_a_scanned_tree(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text(TEN_STARS + "\n[z-a]\n\\\n*.log\n")
+    (tmp_path / ("a" * 200)).write_text("x = 1\n")
+    (tmp_path / "x.log").write_text("x\n")
+    t0 = time.perf_counter()
+    seen = {p for p, _, _ in walk.walk_tree(tmp_path)}
+    assert time.perf_counter() - t0 < 0.5
+    assert "a" * 200 in seen and "x.log" not in seen  # unreadable lines skipped, as git does
+
+
+def test_a_backwards_range_in_a_config_glob_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="invalid glob"):
+        compile_globs(("[z-a]",))
+
+
+# --- YAML ----------------------------------------------------------------------------------------
+
+
+def _bomb(levels: int) -> bytes:
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    body = "".join(f"      {ln}\n" for ln in lines)
+    return f"ignore:\n  - fingerprint: '0123456789abcdef'\n    reason:\n{body}".encode()
+
+
+def test_an_alias_bomb_is_refused_at_once() -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="anchors and aliases"):
+        parse_repo_config(_bomb(12))
+    assert time.perf_counter() - t0 < 0.1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"a: &x 1\nb: 2\n", b"base: &b {fail_on: low}\nfail_on: *b\n", b"<<: *x\n"],
+)
+def test_any_anchor_or_alias_is_refused(text: bytes) -> None:
+    with pytest.raises(ConfigError):
+        load_yaml(text)
+
+
+def test_deep_nesting_and_size_are_capped() -> None:
+    with pytest.raises(ConfigError, match="nested deeper"):
+        load_yaml(b"[" * 10_000 + b"]" * 10_000)
+    with pytest.raises(ConfigError, match="larger than"):
+        load_yaml(b"#" * (1 << 20))
+
+
+def test_plain_configs_still_load() -> None:
+    config = parse_repo_config(b"fail_on: low\nexclude: ['docs/**']\n")
+    assert config.fail_on == "low" and config.exclude == ("docs/**",)
+
+
+# --- archives ------------------------------------------------------------------------------------
+
+
+def _archive(members: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"octo-app-1234567/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def test_the_member_count_cap_stops_the_walk_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(walk, "MAX_MEMBERS", 10)
+    entries = list(walk.walk_tarball(_archive({f"m{i}.py": b"x = 1\n" for i in range(30)})))
+    assert len(entries) == 11
+    assert entries[-1][0] == walk.ARCHIVE_PATH and "more than 10 entries" in str(entries[-1][2])
+
+
+def test_the_unpacked_size_cap_stops_before_reading_past_it() -> None:
+    archive = _archive({"a.py": b"x" * 4000, "b.py": b"y" * 400_000, "c.py": b"z"})
+    entries = list(walk.walk_tarball(archive, max_unpacked=100_000))
+    assert entries[0][:2] == ("a.py", b"x" * 4000)
+    assert entries[-1][0] == walk.ARCHIVE_PATH and "unpacks to more than" in str(entries[-1][2])
+    assert "c.py" not in {p for p, _, _ in entries}
+
+
+def test_a_member_over_the_file_cap_is_skipped_unread(tmp_path: Path) -> None:
+    path = tmp_path / "repo.tar.gz"
+    path.write_bytes(
+        _archive({"big.bin": b"\0" * (walk.MAX_FILE_BYTES + 1), "ok.py": b"x\n"}).read()
+    )
+    entries = {p: (d, r) for p, d, r in walk.walk_tarball(path)}
+    assert entries["big.bin"] == (None, "larger than 512 KB")
+    assert entries["ok.py"] == (b"x\n", None)
+
+
+def test_a_corrupt_archive_is_an_entry_not_an_exception() -> None:
+    data = _archive({"a.py": b"x = 1\n" * 1000}).read()
+    entries = list(walk.walk_tarball(io.BytesIO(data[: len(data) // 2])))
+    assert entries[-1][0] == walk.ARCHIVE_PATH and "unreadable" in str(entries[-1][2])
+
+
+def test_deep_and_long_archive_paths_are_skipped_with_reasons() -> None:
+    deep = "/".join(["d"] * (walk.MAX_DEPTH + 2)) + "/x.py"
+    long = "a" * 5000 + ".py"
+    entries = {p: r for p, _, r in walk.walk_tarball(_archive({deep: b"x", long: b"x"}))}
+    assert entries[deep] == f"nested deeper than {walk.MAX_DEPTH} directories"
+    assert entries[long[: walk.MAX_PATH_CHARS]] == "path longer than 4096 characters"
+
+
+# --- trees ---------------------------------------------------------------------------------------
+
+
+def test_a_deep_tree_stops_at_the_depth_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(walk, "MAX_DEPTH", 5)
+    where = tmp_path
+    for level in range(8):
+        where = where / f"d{level}"
+        where.mkdir()
+        (where / "m.py").write_text("x = 1\n")
+        (where / ".gitignore").write_text(f"*.tmp{level}\n")
+    entries = {p: r for p, _, r in walk.walk_tree(tmp_path)}
+    deep = "d0/d1/d2/d3/d4/d5/"
+    assert entries[deep] == "nested deeper than 5 directories"
+    assert entries["d0/d1/d2/d3/d4/m.py"] is None
+    assert not [p for p in entries if p.startswith(deep) and p != deep]
+
+
+def test_a_thousand_levels_do_not_overflow_the_stack(tmp_path: Path) -> None:
+    where = tmp_path
+    for _ in range(300):
+        where = where / "d"
+    where.mkdir(parents=True)
+    entries = list(walk.walk_tree(tmp_path))
+    assert [r for _, _, r in entries] == [f"nested deeper than {walk.MAX_DEPTH} directories"]
