@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -162,6 +163,7 @@ _OCTAL = frozenset("01234567")
 # the same set unidiff strips
 _PREFIX_CHARS = frozenset("abciow12")
 _SUBMODULE_MODE = "160000"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a single class: nothing to backtrack
 _SET_KIND, _SET_OLD, _SET_NEW, _SET_TEXT = (
     DiffLine.__dict__[name].__set__ for name in ("kind", "old_lineno", "new_lineno", "text")
 )
@@ -174,11 +176,14 @@ def parse_diff(data: str | bytes) -> ParsedDiff:
     An empty or blank input is an empty diff; any other input without a single file header is
     not a diff. Line text loses its marker and its line ending (``\r\n`` included).
     """
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else clean_text(data)
     if "\r" in text:
         # unidiff anchors header fields with "$", which a CRLF-saved diff would defeat; line
-        # text drops the "\r" anyway, so normalising first loses nothing.
+        # text drops the "\r" anyway, so normalising first loses nothing. A diff with bare CR
+        # line endings only (classic Mac) has no "\n" at all.
         text = text.replace("\r\n", "\n")
+        if "\n" not in text:
+            text = text.replace("\r", "\n")
     if not text.strip():
         return ParsedDiff(())
     with _gc_paused():
@@ -191,6 +196,16 @@ def parse_diff(data: str | bytes) -> ParsedDiff:
         if not patch:
             raise DiffError("not a unified diff: no 'diff --git' or '---'/'+++' file header")
         return ParsedDiff(tuple(_changed_file(pf) for pf in patch))
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid Unicode: lone surrogates (from JSON escapes or a surrogateescape
+    decoding) become U+FFFD, so every later step can encode it as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)  # one for one: offsets stay valid
+    return text
 
 
 # GitHub's file statuses (``GET pulls/{n}/files``) in our vocabulary
@@ -217,7 +232,38 @@ def parse_file_patch(
         hunks = parse_diff(f"--- a/file\n+++ b/file\n{patch}").files[0].hunks
     file_status = _GITHUB_STATUS.get(status, "modified")
     moved = file_status in ("renamed", "copied")
-    return ChangedFile(path, old_path if moved else None, file_status, hunks)
+    return ChangedFile(clean_text(path), old_path if moved else None, file_status, hunks)
+
+
+def files_api_entry(entry: Mapping[str, object]) -> ChangedFile | Skip:
+    """One entry of GitHub's paged ``pulls/{n}/files`` as a file, or a Skip with the right reason.
+
+    GitHub leaves ``patch`` out of binary files, renames and deletions without content
+    changes, and diffs too large to show (docs: "List pull requests files"); the counts and
+    the status tell which.
+    """
+    path = clean_text(str(entry.get("filename") or ""))
+    status = str(entry.get("status") or "modified")
+    previous = entry.get("previous_filename")
+    old_path = clean_text(str(previous)) if previous else None
+    patch = entry.get("patch")
+    if isinstance(patch, str) and patch.strip():
+        try:
+            file = parse_file_patch(path, patch, status=status, old_path=old_path)
+        except DiffError:
+            file = None
+        if file is None or not file.hunks:
+            return Skip(path, "patch from GitHub could not be parsed")
+        return file
+    changes = entry.get("changes")
+    file_status = _GITHUB_STATUS.get(status, "modified")
+    if file_status == "deleted":
+        return Skip(path, "file deleted")
+    if changes == 0 and file_status in ("renamed", "copied"):
+        return Skip(path, f"{file_status} without changes")
+    if changes == 0:
+        return Skip(path, "binary file" if file_status != "added" else "binary or empty file")
+    return Skip(path, "diff too large for GitHub to show (no patch)")
 
 
 @contextlib.contextmanager

@@ -236,20 +236,11 @@ class Installation(Publishing):
         files: list[ChangedFile] = []
         skipped: list[Skip] = []
         for entry in self._pages(f"/repos/{repo}/pulls/{number}/files", MAX_FILES):
-            patch = entry.get("patch")
-            if not patch:
-                skipped.append(
-                    Skip(entry["filename"], "no patch from GitHub (binary or too large)")
-                )
-                continue
-            files.append(
-                diffmod.parse_file_patch(
-                    entry["filename"],
-                    patch,
-                    status=entry.get("status", "modified"),
-                    old_path=entry.get("previous_filename"),
-                )
-            )
+            item = diffmod.files_api_entry(entry)  # a file, or why GitHub sent no patch
+            if isinstance(item, Skip):
+                skipped.append(item)
+            else:
+                files.append(item)
         return PullDiff(None, tuple(files), tuple(skipped))
 
     def file_text(self, repo: str, path: str, ref: str) -> str | None:

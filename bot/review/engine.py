@@ -126,8 +126,9 @@ def plan_files(
     clean_files, secret_findings = redact.redact_files(files)
     repo = dataclasses.replace(repo, instructions=redact.redact_text(repo.instructions).text)
     if pr is not None:  # PR text is untrusted and may paste credentials too
+        title, body = diffmod.clean_text(pr.title), diffmod.clean_text(pr.body)  # no surrogates
         pr = dataclasses.replace(
-            pr, title=redact.redact_text(pr.title).text, body=redact.redact_text(pr.body).text
+            pr, title=redact.redact_text(title).text, body=redact.redact_text(body).text
         )
     split = diffmod.split_units(clean_files, budget_tokens, max_units)
     by_path = {f.path: f for f in clean_files}

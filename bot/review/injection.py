@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import re2
 
-from bot.diff import ChangedFile
+from bot.diff import ChangedFile, clean_text
 from bot.findings import Finding
 from bot.review.prompts import PRContext
 
@@ -72,7 +72,8 @@ _RULES: Sequence[tuple[str, tuple[str, ...], re2._Regexp]] = [
             r"<</?SYS>>|</?untrusted-data)"
             r"|^\s*(?i:#{2,3}\s*(system|assistant)(\s+prompt)?\s*:?\s*$)"
             r"|^\s*(?i:(#+\s*)?(system|assistant)\s+prompt\s*:)"
-            r"|^\s*(SYSTEM|System|ASSISTANT|Assistant)\s*:\s+[A-Za-z'-]+(\s+[A-Za-z'-]+){3}",
+            r"|^\s*(#+|//)?\s*(SYSTEM|System|ASSISTANT|Assistant)\s*:\s+[A-Za-z'-]+"
+            r"(\s+[A-Za-z'-]+){3}",
         ),
     )
 ]
@@ -115,6 +116,7 @@ def _hidden(text: str) -> bool:
 
 def detect(text: str) -> str | None:
     """The kind of injection attempt in ``text``, or None."""
+    text = clean_text(text)  # re2 matches UTF-8: a lone surrogate must not raise
     if _INVISIBLE.search(text) and _hidden(text):
         return "hidden-characters"
     return _detect_text(text)
@@ -133,7 +135,7 @@ def is_data_file(path: str) -> bool:
 def _candidates(lines: Sequence[str], invisible: Sequence[bool]) -> list[int]:
     """Indexes of lines worth the full rules: a plain substring search over the whole text
     (much cheaper than any regex on every line) finds the few that mention a keyword."""
-    text = "\n".join(lines)
+    text = clean_text("\n".join(lines))  # the same length: surrogates become U+FFFD
     lowered = text.lower()
     starts = [0]
     for line in lines[:-1]:

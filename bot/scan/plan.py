@@ -17,6 +17,7 @@ from bot.diff import ChangedFile, DiffLine, Hunk, Skip
 from bot.diff.globs import compile_globs
 from bot.diff.split import (
     LOCKFILES,
+    MAX_LINE_CHARS,
     VENDOR_DIRS,
     default_skip_reason,
     is_migration,
@@ -61,6 +62,8 @@ _BINARY_SUFFIXES = (
     ".7z",
 )
 _DOC_SUFFIXES = (".md", ".rst", ".adoc")
+_CATALOG_SUFFIXES = (".po", ".pot", ".mo")  # translation catalogs: text for people, not code
+_BUNDLED = b"\n_BUNDLED_METADATA"  # ansible's marker of a bundled upstream package
 
 # Where vulnerabilities live: request handlers, auth, crypto, deserialization, shell and SQL,
 # templates, CI workflows and infrastructure code. (pattern, weight)
@@ -177,7 +180,22 @@ def skip_reason(path: str, data: bytes) -> str | None:
         return "vendored"
     if name.lower().endswith(_DOC_SUFFIXES) and not path.startswith(".github/"):
         return "documentation"
+    if name.lower().endswith(_CATALOG_SUFFIXES):
+        return "translation catalog"
     return None
+
+
+def _long_line(text: str) -> int | None:
+    """The number of the first line longer than MAX_LINE_CHARS, or None (one linear pass)."""
+    start, number = 0, 1
+    while True:
+        end = text.find("\n", start)
+        stop = len(text) if end < 0 else end
+        if stop - start > MAX_LINE_CHARS:
+            return number
+        if end < 0:
+            return None
+        start, number = end + 1, number + 1
 
 
 def score(path: str, data: bytes) -> float:
@@ -221,12 +239,31 @@ def select(entries: Iterable[Entry], config: RepoConfig) -> tuple[list[SourceFil
             text = data.decode("utf-8", errors="replace")
             if rules.default_excludes and not is_migration(path):
                 reason = default_skip_reason(_probe(path, text))
+            long = _long_line(text) if reason is None else None
+            if long is not None:
+                reason = f"line {long} is longer than {MAX_LINE_CHARS} characters"
             if reason is None:
                 kept.append(SourceFile(path, text, _tokens(path, text), score(path, data)))
                 continue
         skipped.append(Skip(path, reason or "unreadable"))
+    if rules.default_excludes:
+        kept, bundled = _without_bundles(kept)
+        skipped += bundled
     kept.sort(key=lambda f: (-f.score, f.path))
     return kept, skipped
+
+
+def _without_bundles(files: list[SourceFile]) -> tuple[list[SourceFile], list[Skip]]:
+    """Files of a package whose ``__init__.py`` declares it bundled from upstream: vendored."""
+    bundles = tuple(
+        f.path[: -len("__init__.py")]
+        for f in files
+        if f.path.endswith("/__init__.py") and _BUNDLED in f.text[:8000].encode()
+    )
+    if not bundles:
+        return files, []
+    kept = [f for f in files if not f.path.startswith(bundles)]
+    return kept, [Skip(f.path, "vendored") for f in files if f.path.startswith(bundles)]
 
 
 def _probe(path: str, text: str) -> ChangedFile:
