@@ -38,6 +38,9 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"unknown queue {unknown[0]!r}; known: {', '.join(jobs.QUEUES)}")
     import click
 
+    from bot.cli.doctor import require_ready  # issue 13: refuse to start half-configured
+
+    require_ready(settings, "worker")
     app = create_celery(settings)
     try:
         app.worker_main(["worker", "-Q", args.queues, *args.celery_args])

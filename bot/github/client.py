@@ -14,9 +14,9 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from github import Auth, Github, GithubException, GithubIntegration
@@ -69,6 +69,81 @@ class PullDiff:
     skipped: tuple[Skip, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class AppIdentity:
+    """What GitHub says about the App itself (``GET /app``) and where it is installed."""
+
+    slug: str
+    name: str
+    html_url: str
+    permissions: Mapping[str, str]
+    installations: tuple[str, ...]  # the accounts (users, organisations) it is installed on
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredApp:
+    """A new App from the manifest flow: its id, private key and webhook secret."""
+
+    id: int
+    slug: str
+    html_url: str
+    owner: str
+    pem: str = field(repr=False)
+    webhook_secret: str = field(repr=False)
+
+
+def web_url(api_url: str) -> str:
+    """The web address behind a REST API URL: github.com, GHE.com or GitHub Enterprise Server.
+
+    ``https://api.github.com`` → ``https://github.com``; ``https://api.X.ghe.com`` →
+    ``https://X.ghe.com``; ``https://HOST/api/v3`` → ``https://HOST``; anything else (a fake,
+    a proxy) is its own web address.
+    """
+    parts = urlsplit(api_url.rstrip("/"))
+    host = parts.netloc
+    path = parts.path
+    if path.endswith("/api/v3"):
+        path = path[: -len("/api/v3")]
+    elif host.startswith("api.") and (host == "api.github.com" or host.endswith(".ghe.com")):
+        host = host[len("api.") :]
+    return urlunsplit((parts.scheme, host, path, "", "")).rstrip("/")
+
+
+def convert_manifest(api_url: str, code: str, *, timeout: float = 30.0) -> RegisteredApp:
+    """``POST /app-manifests/{code}/conversions``: the App GitHub just created from a manifest.
+
+    The code is single-use and expires after an hour (GitHub docs, "Registering a GitHub App
+    from a manifest"); the call needs no authentication.
+    """
+    url = f"{api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions"
+    headers = {"accept": "application/vnd.github+json", "x-github-api-version": "2022-11-28"}
+    try:
+        response = httpx.post(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise GitHubError(f"cannot reach {api_url}: {exc}", reason="github_transport") from None
+    if response.status_code != 201:
+        raise GitHubError(
+            f"GitHub answered {response.status_code} to the manifest conversion "
+            f"({_message(response.text)}); the code is single-use and expires after an hour",
+            reason=f"github_{response.status_code}",
+        )
+    data = response.json()
+    try:
+        return RegisteredApp(
+            id=int(data["id"]),
+            slug=str(data.get("slug") or ""),
+            html_url=str(data.get("html_url") or ""),
+            owner=str((data.get("owner") or {}).get("login") or ""),
+            pem=str(data["pem"]),
+            webhook_secret=str(data["webhook_secret"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise GitHubError(
+            "the manifest conversion answered without id, pem and webhook_secret",
+            reason="github_bad_response",
+        ) from None
+
+
 class GitHubApp:
     """The App: JWT auth and a per-installation token cache (thread-safe)."""
 
@@ -99,6 +174,40 @@ class GitHubApp:
         with self._lock:
             self._tokens[installation_id] = (auth.token, expires)
         return str(auth.token)
+
+    def identity(self, *, timeout: float = 10.0) -> AppIdentity:
+        """``GET /app`` and ``GET /app/installations`` as the App (checks the id and key pair)."""
+        app_id, key = self.settings.require_github_app()
+        token = Auth.AppAuth(int(app_id), key).token
+        headers = {
+            "authorization": f"Bearer {token}",
+            "accept": "application/vnd.github+json",
+            "x-github-api-version": "2022-11-28",
+        }
+        base = self.settings.github_api_url
+        try:
+            with httpx.Client(headers=headers, timeout=timeout) as client:
+                app = client.get(f"{base}/app")
+                found = client.get(f"{base}/app/installations", params={"per_page": 100})
+        except httpx.HTTPError as exc:
+            raise GitHubError(f"cannot reach {base}: {exc}", reason="github_transport") from None
+        for response in (app, found):
+            if response.status_code != 200:
+                raise GitHubError(
+                    f"GitHub answered {response.status_code} to {response.request.url.path} "
+                    f"as App {app_id}: {_message(response.text)}",
+                    reason=f"github_{response.status_code}",
+                )
+        info = app.json()
+        return AppIdentity(
+            slug=str(info.get("slug") or ""),
+            name=str(info.get("name") or ""),
+            html_url=str(info.get("html_url") or ""),
+            permissions={str(k): str(v) for k, v in (info.get("permissions") or {}).items()},
+            installations=tuple(
+                str((i.get("account") or {}).get("login") or i.get("id")) for i in found.json()
+            ),
+        )
 
     def installation(self, installation_id: int) -> Installation:
         """A client acting as installation ``installation_id``."""

@@ -96,6 +96,11 @@ class FakeGitHub:
         self.faults: list[tuple[str, int, dict[str, str]]] = []  # (path regex, status, headers)
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
+        # --- App registration and identity (issue 13: `secreview setup` and `doctor`) ---
+        self.app_slug = "secreview"
+        self.app_permissions: dict[str, str] = {}  # what GET /app reports (set by a manifest)
+        self.manifest_private_key: str | None = None  # the PEM a manifest conversion hands out
+        self.manifests: dict[str, dict[str, Any]] = {}  # one-time code → submitted manifest
         self.app = self._build()
 
     # --- seeding -----------------------------------------------------------------------------
@@ -165,6 +170,16 @@ class FakeGitHub:
             Route(r + "/code-scanning/sarifs", self._sarif, methods=["POST"]),
             Route(r + "/tarball/{ref:path}", self._tarball, methods=["GET"]),
             Route(r + "/collaborators/{user}/permission", self._permission, methods=["GET"]),
+            # --- App registration and identity (issue 13) ---
+            Route(self.base_path + "/app", self._app_info, methods=["GET"]),
+            Route(self.base_path + "/app/installations", self._app_installations, methods=["GET"]),
+            Route(
+                self.base_path + "/app-manifests/{code}/conversions",
+                self._conversion,
+                methods=["POST"],
+            ),
+            Route("/settings/apps/new", self._new_app, methods=["POST"]),
+            Route("/organizations/{org}/settings/apps/new", self._new_app, methods=["POST"]),
         ]
         return Starlette(
             routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=self._guard)]
@@ -200,7 +215,9 @@ class FakeGitHub:
     def _auth_problem(self, request: Request, path: str) -> str | None:
         header = request.headers.get("authorization", "")
         scheme, _, credential = header.partition(" ")
-        if path.startswith("/app/") or path.endswith("/installation"):
+        if path.startswith("/app-manifests/") or request.url.path.endswith("/settings/apps/new"):
+            return None  # the manifest flow: a one-time code, and the user's browser session
+        if path.startswith("/app/") or path == "/app" or path.endswith("/installation"):
             try:
                 claims = jwt.decode(credential, self.public_key, algorithms=["RS256"])
             except jwt.PyJWTError as exc:
@@ -613,6 +630,74 @@ class FakeGitHub:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
         return Response(buf.getvalue(), media_type="application/x-gzip")
+
+    # --- App registration and identity (issue 13) -------------------------------------------
+
+    async def _new_app(self, request: Request) -> Response:
+        """The "Create GitHub App" page, as if the signed-in user pressed its button."""
+        from urllib.parse import parse_qs
+
+        form = parse_qs((await request.body()).decode())
+        try:
+            import json
+
+            manifest = json.loads((form.get("manifest") or [""])[0])
+        except ValueError:
+            return PlainTextResponse("Invalid manifest: not JSON", status_code=422)
+        missing = [k for k in ("url", "hook_attributes", "redirect_url") if not manifest.get(k)]
+        if missing or not isinstance(manifest.get("hook_attributes"), dict):
+            return PlainTextResponse(f"Invalid manifest: missing {missing}", status_code=422)
+        code = secrets.token_hex(10)
+        owner = request.path_params.get("org") or "octocat"
+        self.manifests[code] = {**manifest, "_owner": owner}
+        state = request.query_params.get("state", "")
+        target = f"{manifest['redirect_url']}?code={code}&state={state}"
+        return Response(status_code=302, headers={"location": target})
+
+    async def _conversion(self, request: Request) -> Response:
+        manifest = self.manifests.pop(request.path_params["code"], None)
+        if manifest is None or self.manifest_private_key is None:
+            return _not_found()
+        self.app_permissions = dict(manifest.get("default_permissions") or {})
+        self.app_slug = str(manifest.get("name") or "secreview").lower().replace(" ", "-")
+        return JSONResponse(
+            {
+                "id": int(self.app_id),
+                "slug": self.app_slug,
+                "node_id": "A_kwDOfake",
+                "owner": {"login": manifest["_owner"]},
+                "name": manifest.get("name") or "secreview",
+                "html_url": f"https://github.com/apps/{self.app_slug}",
+                "permissions": self.app_permissions,
+                "events": manifest.get("default_events") or [],
+                "client_id": "Iv1.fake",
+                "client_secret": "fake-client-secret",
+                "webhook_secret": "whsec-" + secrets.token_hex(16),
+                "pem": self.manifest_private_key,
+            },
+            status_code=201,
+        )
+
+    async def _app_info(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "id": int(self.app_id),
+                "slug": self.app_slug,
+                "name": self.app_slug,
+                "html_url": f"https://github.com/apps/{self.app_slug}",
+                "permissions": self.app_permissions,
+            }
+        )
+
+    async def _app_installations(self, request: Request) -> Response:
+        seen: dict[int, str] = {}
+        for repo in self.repos.values():
+            seen.setdefault(repo.installation_id, repo.full_name.partition("/")[0])
+        items = [
+            {"id": iid, "account": {"login": login}, "app_id": int(self.app_id)}
+            for iid, login in sorted(seen.items())
+        ]
+        return JSONResponse(items)
 
     async def _permission(self, request: Request) -> Response:
         repo = self._repo(request)
