@@ -466,3 +466,18 @@ def test_html_comments_are_stripped_and_html_escaped() -> None:
     assert "`<b>`" in body  # code spans are shown literally by GitHub: left alone
     assert "@\u200boctocat" in body and "a@b.c" in body
     assert "&lt;!-- opened" in body
+
+
+def test_comment_shows_the_command_that_dismisses_it() -> None:
+    from bot.github.commands import find_command, parse_command
+    from bot.report.render import comment_body
+
+    body = comment_body(SQLI)
+    command = re.search(r"`(/secreview ignore [^`]+)`", body)
+    assert command is not None
+    typed = command.group(1).replace("<reason>", "test fixture")
+    line = find_command(typed)
+    assert line is not None
+    parsed = parse_command(line)
+    assert parsed.verb == "ignore" and parsed.fingerprint == SQLI.fingerprint
+    assert f"fingerprint `{SQLI.fingerprint}`" in body and parsed.reason == "test fixture"

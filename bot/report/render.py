@@ -167,11 +167,22 @@ def comment_body(finding: Finding) -> str:
     ]
     if finding.suggestion and finding.on_diff:
         parts.append(_fence(finding.suggestion, "suggestion"))
-    parts.append(
-        f"<sub>secreview · {finding.source} · confidence {finding.confidence:.2f}</sub>\n"
-        + finding_marker(finding.fingerprint)
-    )
+    parts.append(dismiss_line(finding) + "\n" + finding_marker(finding.fingerprint))
     return "\n\n".join(p for p in parts if p)
+
+
+def dismiss_line(finding: Finding) -> str:
+    """Source, confidence, the short fingerprint and the exact command that dismisses it.
+
+    Commands are read from pull-request comments (``issue_comment``), not from replies in the
+    review thread, so the line says where to write it.
+    """
+    fp = finding.fingerprint
+    return (
+        f"<sub>secreview · {finding.source} · confidence {finding.confidence:.2f} · "
+        f"fingerprint `{fp}` · not a problem? Comment `/secreview ignore {fp} <reason>` on "
+        "this pull request (a pull request adds it to `.github/secreview.yml`)</sub>"
+    )
 
 
 # --- Markdown report ---------------------------------------------------------------------
