@@ -109,9 +109,12 @@ def review(base: str, timeout: float, log_path: Path) -> int:
     except ValueError:
         print(done.stdout[-2000:])
         return 1
+    found = [
+        (f["source"], f["severity"], f["cwe"], f["path"], f["line"]) for f in report["findings"]
+    ]
     summary = {
         "model": report["model"],
-        "findings": [(f["source"], f["severity"], f["cwe"], f["path"], f["line"]) for f in report["findings"]],
+        "findings": found,
         "stats": report["stats"],
         "failed_units": report["failed_units"],
         "reviewed": report["coverage"]["reviewed"],
