@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -47,6 +47,10 @@ class RepoConfig:
     verify: bool = False
     min_confidence: float = 0.5
     suppressions: tuple[Suppression, ...] = ()
+    # Which file set each setting that was set (setting → file); empty: defaults throughout.
+    provenance: tuple[tuple[str, str], ...] = ()
+    # Problems with the organisation's shared file, said once in the review's summary.
+    notes: tuple[str, ...] = ()
 
     @property
     def filter_rules(self) -> FilterRules:
@@ -183,7 +187,8 @@ def parse_repo_config(text: str | bytes | None) -> RepoConfig:
     unknown = sorted(set(map(str, data)) - _ALLOWED)
     if unknown:
         raise ConfigError(f"{CONFIG_PATH}: unknown setting(s): {', '.join(unknown)}")
-    return _build(data)
+    config = _build(data)
+    return replace(config, provenance=tuple((key, CONFIG_PATH) for key in sorted(map(str, data))))
 
 
 def _build(data: Mapping[str, Any]) -> RepoConfig:
@@ -209,3 +214,76 @@ def _build(data: Mapping[str, Any]) -> RepoConfig:
         min_confidence=_number(data.get("min_confidence", 0.5), "min_confidence", float, 0, 1),
         suppressions=_suppressions(data),
     )
+
+
+# --- organisation defaults (issue 13) --------------------------------------------------------
+# A ``secreview.yml`` at the root of the organisation's (or user's) ``.github`` repository, on
+# its default branch, gives every repository of the owner its defaults; a repository's own
+# ``.github/secreview.yml`` (base branch) overrides it setting by setting.
+
+ORG_CONFIG_REPO = ".github"
+ORG_CONFIG_PATH = "secreview.yml"
+DEFAULT_SOURCE = "default"
+
+
+def org_config_label(owner: str) -> str:
+    """How the summary names an owner's shared file: ``OWNER/.github:secreview.yml``."""
+    return f"{owner}/{ORG_CONFIG_REPO}:{ORG_CONFIG_PATH}"
+
+
+def _settings(text: str | bytes | None) -> dict[str, Any]:
+    """The settings one file sets, validated exactly as ``parse_repo_config`` would."""
+    if not text:
+        return {}
+    data = load_yaml(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{CONFIG_PATH} must be a mapping of settings")
+    unknown = sorted(set(map(str, data)) - _ALLOWED)
+    if unknown:
+        raise ConfigError(f"{CONFIG_PATH}: unknown setting(s): {', '.join(unknown)}")
+    _build(data)
+    return dict(data)
+
+
+def _problem(exc: ConfigError) -> str:
+    """What kind of problem a file has, in words that never quote the file."""
+    text = str(exc)
+    for needle, kind in (
+        ("not valid YAML", "not valid YAML"),
+        ("larger than", "too large"),
+        ("must be a mapping", "not a mapping of settings"),
+        ("unknown setting", "unknown settings"),
+    ):
+        if needle in text:
+            return kind
+    return "a setting with an invalid value"
+
+
+def merge_repo_config(
+    shared: str | bytes | None,
+    own: str | bytes | None,
+    *,
+    shared_label: str,
+    own_label: str = CONFIG_PATH,
+) -> RepoConfig:
+    """The effective config: the shared file's settings, each overridden by the repository's.
+
+    An invalid shared file is left out with a note naming the kind of problem (never its
+    contents: another repository's maintainers wrote it); an invalid repository file is a
+    ConfigError, as without a shared file.
+    """
+    notes: list[str] = []
+    try:
+        base = _settings(shared)
+    except ConfigError as exc:
+        base = {}
+        notes.append(
+            f"{shared_label} has {_problem(exc)} and was not applied: this review uses the "
+            "repository's own settings and the defaults"
+        )
+    mine = _settings(own)
+    merged = {**base, **mine}
+    provenance = tuple((key, own_label if key in mine else shared_label) for key in sorted(merged))
+    return replace(_build(merged), provenance=provenance, notes=tuple(notes))

@@ -24,9 +24,17 @@ from github import Auth, Github, GithubException, GithubIntegration
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.diff import ChangedFile, Skip
-from bot.errors import ConfigError, GitHubError, RateLimited
+from bot.errors import GitHubError, RateLimited
 from bot.github.publishing import Publishing, _message
-from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.repo_config import (
+    CONFIG_PATH,
+    ORG_CONFIG_PATH,
+    ORG_CONFIG_REPO,
+    RepoConfig,
+    merge_repo_config,
+    org_config_label,
+    parse_repo_config,
+)
 from bot.report.publish import Posted
 
 log = logging.getLogger("secreview.github")
@@ -367,12 +375,29 @@ class Installation(Publishing):
         return base64.b64decode(data.get("content", "")).decode("utf-8", errors="replace")
 
     def repo_config(self, repo: str, base_ref: str) -> RepoConfig:
-        """``.github/secreview.yml`` from the BASE branch (a PR cannot configure its own review)."""
-        text = self.file_text(repo, CONFIG_PATH, base_ref)
-        try:
-            return parse_repo_config(text.encode() if text is not None else None)
-        except ConfigError:
-            raise
+        """``.github/secreview.yml`` from the BASE branch (a PR cannot configure its own review)
+        over the owner's shared ``OWNER/.github:secreview.yml`` (its default branch)."""
+        owner = repo.partition("/")[0]
+        own = self.file_text(repo, CONFIG_PATH, base_ref)
+        shared = self.org_config_text(owner)
+        if shared is None:
+            return parse_repo_config(own.encode() if own is not None else None)
+        return merge_repo_config(shared, own, shared_label=org_config_label(owner))
+
+    def org_config_text(self, owner: str) -> str | None:
+        """The owner's shared ``secreview.yml``; None when there is none or the App cannot
+        read the ``.github`` repository (not installed there, private): that is not an error."""
+        path = f"/repos/{quote(owner)}/{ORG_CONFIG_REPO}/contents/{ORG_CONFIG_PATH}"
+        status, _, text = self._call("GET", path)  # no ref: the default branch
+        if status in (403, 404):
+            return None
+        if status != 200:
+            raise GitHubError(
+                f"GitHub answered {status} for {org_config_label(owner)}",
+                reason=f"github_{status}",
+            )
+        data = json.loads(text)
+        return base64.b64decode(data.get("content", "")).decode("utf-8", errors="replace")
 
     def permission(self, repo: str, user: str) -> str:
         """``admin``, ``write``, ``read`` or ``none`` for ``user`` on ``repo``."""

@@ -132,7 +132,9 @@ def plan_publish(
     )
     fixed_elsewhere = tuple(sorted(posted.summary_open - current - set(commented)))
     gate = gate_exceeded(result.findings, config.fail_on) if config.fail_on != "none" else False
-    summary = summary_body(head_sha, result, summary_only, fixed, fixed_elsewhere, notes)
+    summary = summary_body(
+        head_sha, result, summary_only, fixed, fixed_elsewhere, notes, config=config
+    )
     return PublishPlan(
         review_comments=tuple(comments),
         inline=tuple(inline),
@@ -166,6 +168,7 @@ def summary_body(
     fixed: Sequence[PostedComment],
     fixed_elsewhere: Sequence[str],
     notes: Sequence[str] = (),
+    config: RepoConfig | None = None,
 ) -> str:
     """The sticky summary comment, ending with its hidden markers."""
     findings = ordered(result.findings)
@@ -194,6 +197,7 @@ def summary_body(
         out += ["### Notes", "", *[f"- {n}" for n in notes], ""]
     out += render.stats_section(result, level="###")
     out += render.coverage_section(result, level="###")
+    out += render.config_section(config) if config is not None else []  # issue 13: provenance
     out += [render.summary_marker(head_sha), open_marker(f.fingerprint for f in findings)]
     return "\n".join(out) + "\n"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from bot import __version__
 from bot.findings import SEVERITIES, SEVERITY_RANK, Finding, ReviewResult
+from bot.repo_config import RepoConfig
 from bot.report.sarif import cwe_url, report_sarif, sarif_gzip_base64
 
 __all__ = [
@@ -183,6 +184,19 @@ def dismiss_line(finding: Finding) -> str:
         f"fingerprint `{fp}` · not a problem? Comment `/secreview ignore {fp} <reason>` on "
         "this pull request (a pull request adds it to `.github/secreview.yml`)</sub>"
     )
+
+
+def config_section(config: RepoConfig, level: str = "###") -> list[str]:
+    """Which file set each effective setting (organisation defaults, the repository's own file),
+    and problems with the shared file; nothing when every setting is a default."""
+    if not config.provenance and not config.notes:
+        return []
+    out = [f"{level} Configuration", ""]
+    out += [f"- {_cell(note)}" for note in config.notes]
+    if config.provenance:
+        rows = [f"`{key}` from {_code(source)}" for key, source in config.provenance]
+        out.append(f"- Settings: {'; '.join(rows)}; everything else is a default")
+    return [*out, ""]
 
 
 # --- Markdown report ---------------------------------------------------------------------
