@@ -51,7 +51,7 @@ def sweep(tmp: Path) -> list[tuple[list[str], dict[str, str], str]]:
         (["serve", "--port", "99999"], secret, "not a port"),
         (["serve", "--port", "0"], secret, "not a port"),
         (["serve", "--port", "http"], secret, "not a port number"),
-        (["serve"], {}, "GITHUB_WEBHOOK_SECRET must be set"),
+        (["serve"], {}, "GITHUB_WEBHOOK_SECRET is not set"),
         (["serve"], {**secret, "REDIS_URL": "garbage"}, "REDIS_URL must start with"),
         (["serve"], {**secret, "REDIS_URL": "redis://localhost:99999/0"}, "invalid port"),
         (["serve"], {**secret, "REDIS_URL": "redis://localhost/zero"}, "database must be"),
