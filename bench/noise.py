@@ -5,20 +5,29 @@ clean refactors. The Workers AI emulator plays a model that reports every plante
 plausible-but-false findings (on clean and planted diffs alike, each citing a real line), and,
 for the verification pass, a verifier that is right about 90 % of the time — not perfect. The
 review runs through the real engine, and the second look through ``bot.verify``.
+
+``--parts`` runs it once per section of the system prefix with that section cut (and once with
+the JSON schema repeated in the prompt): what each part costs. The emulated reviewer reads only
+the diff, so its answers cannot move: the table bounds what a cut would save, not what it would
+cost in answers, and no policy section is cut on its evidence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.common import write_result
 from bot.model.client import WorkersAIClient
 from bot.review import engine, prompts, verify
-from bot.review.prompts import RepoContext
+from bot.review.prompts import Prefix, RepoContext
+from bot.tokens import estimate_tokens
 from tests.emulators.fake_model import added_lines, diff_text, find_issues, last_user_message
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import create_emulator
@@ -42,10 +51,12 @@ def _roll(*parts: str) -> float:
 
 
 def _false_findings(unit_text: str) -> list[dict[str, Any]]:
-    lines = [(p, n, c) for p, n, c in added_lines(diff_text(unit_text)) if c.strip()]
+    # Drawn from the diff alone: the layout of the prompt around it must not reshuffle them.
+    diff = diff_text(unit_text)
+    lines = [(p, n, c) for p, n, c in added_lines(diff) if c.strip()]
     out = []
     for k in range(2):
-        path, line, code = lines[int(_roll(unit_text, str(k)) * len(lines))]
+        path, line, code = lines[int(_roll(diff, str(k)) * len(lines))]
         cwe, title, why = _FALSE_CLAIMS[int(_roll(code, str(k)) * len(_FALSE_CLAIMS))]
         out.append(
             {
@@ -98,12 +109,30 @@ def truth(diff: bytes) -> set[tuple[str, int, str]]:
     return {(f["path"], f["line"], f["cwe"]) for f in found}
 
 
-def main() -> None:
+Transform = Callable[[str], str]
+
+
+def _with_system(plan: engine.ReviewPlan, transform: Transform | None) -> engine.ReviewPlan:
+    """``plan`` with its system prefix rewritten (review and second look share it)."""
+    if transform is None:
+        return plan
+    text = transform(plan.prefix.text)
+    prefix = Prefix(text, hashlib.sha256(text.encode()).hexdigest())
+    requests = tuple(
+        dataclasses.replace(r, messages=({"role": "system", "content": text}, *r.messages[1:]))
+        for r in plan.requests
+    )
+    return dataclasses.replace(plan, prefix=prefix, requests=requests)
+
+
+def measure(transform: Transform | None = None) -> dict[str, Any]:
+    """The benchmark over every diff, with the system prefix passed through ``transform``."""
     emulator = create_emulator(script=model)
     emulator.state.polls_until_done = 0
     totals = {"true_without": 0, "false_without": 0, "true_with": 0, "false_with": 0, "planted": 0}
     verify_usage = [0, 0, 0]
     verify_cost = review_cost = 0.0
+    prefix_tokens = 0
     dropped: dict[str, int] = {}
     with LiveServer(emulator.app) as server:
         url = server.url + "/client/v4"
@@ -117,7 +146,8 @@ def main() -> None:
             diff = path.read_bytes()
             planted = truth(diff)
             totals["planted"] += len(planted)
-            plan = engine.plan_review(diff, repo=REPO)
+            plan = _with_system(engine.plan_review(diff, repo=REPO), transform)
+            prefix_tokens = estimate_tokens(plan.prefix.text)
             result = engine.execute(plan, reviewer, poll_interval=0.0, sleep=lambda _s: None)
             review_cost += result.stats.cost_usd
             before = {(f.path, f.line, f.cwe) for f in result.findings if f.source == "model"}
@@ -142,13 +172,14 @@ def main() -> None:
             verify_cost += look.cost_usd
             for why, n in look.dropped.items():
                 dropped[why] = dropped.get(why, 0) + n
-    result = {
+    return {
         "diffs": len(list(DATA.glob("*.diff"))),
         "planted_vulnerabilities": totals["planted"],
         "without_second_look": {"true": totals["true_without"], "false": totals["false_without"]},
         "with_second_look": {"true": totals["true_with"], "false": totals["false_with"]},
         "dropped_by_reason": dropped,
         "verifier_accuracy": VERIFIER_ACCURACY,
+        "prefix_tokens_estimate": prefix_tokens,
         "second_look_tokens": {
             "prompt": verify_usage[0],
             "cached": verify_usage[1],
@@ -160,23 +191,76 @@ def main() -> None:
         "second_look_cost_usd": round(verify_cost, 6),
         "review_cost_usd": round(review_cost, 6),
     }
+
+
+def sections(text: str) -> list[str]:
+    """The ``## `` headings of a system prefix, in order."""
+    return re.findall(r"(?m)^## .+$", text)
+
+
+def without(heading: str) -> Transform:
+    """A transform that cuts the section under ``heading`` (up to the next ``## `` heading)."""
+
+    def cut(text: str) -> str:
+        start = text.index(heading + "\n")
+        following = re.compile(r"(?m)^## ").search(text, start + len(heading))
+        return text[:start] + (text[following.start() :] if following else "")
+
+    return cut
+
+
+def _schema_in_prompt(_text: str) -> str:
+    return prompts.build_prefix(REPO, schema_in_prompt=True).text
+
+
+def ablation() -> dict[str, Any]:
+    """The benchmark once as shipped, once per prefix section cut, once with the schema inline."""
+    base = measure()
+    rows: dict[str, Any] = {"as shipped": base, "+ schema in prompt": measure(_schema_in_prompt)}
+    for heading in sections(prompts.build_prefix(REPO).text):
+        rows[f"- {heading[3:]}"] = measure(without(heading))
+    return rows
+
+
+def _row(name: str, r: Mapping[str, Any]) -> str:
+    w, v = r["without_second_look"], r["with_second_look"]
+    return (
+        f"{name:<40} {r['prefix_tokens_estimate']:>7,} {w['true']:>4}/{w['false']:<4} "
+        f"{v['true']:>4}/{v['false']:<4} {r['review_cost_usd'] + r['second_look_cost_usd']:>9.4f}"
+    )
+
+
+def main(argv: Sequence[str] = ()) -> None:
+    if "--parts" in argv:
+        rows = ablation()
+        path = write_result("noise_prefix_parts", {"rows": rows})
+        head = f"{'tokens':>7} {'true/false':>9} {'after look':>10} {'cost $':>9}"
+        print(f"{'system prefix':<40} {head}")
+        for name, r in rows.items():
+            print(_row(name, r))
+        print(f"written to {path}")
+        return
+    result = measure()
+    totals_false = result["without_second_look"]["false"]
     path = write_result("noise", result)
-    print(f"{result['diffs']} diffs, {totals['planted']} planted vulnerabilities")
+    print(f"{result['diffs']} diffs, {result['planted_vulnerabilities']} planted vulnerabilities")
     print(
-        f"without the second look: {totals['false_without']} false findings reach the PR, "
-        f"{totals['true_without']} true"
+        f"without the second look: {totals_false} false findings reach the PR, "
+        f"{result['without_second_look']['true']} true"
     )
     print(
-        f"with the second look:    {totals['false_with']} false findings reach the PR, "
-        f"{totals['true_with']} true (dropped: {dropped})"
+        f"with the second look:    {result['with_second_look']['false']} false findings reach "
+        f"the PR, {result['with_second_look']['true']} true "
+        f"(dropped: {result['dropped_by_reason']})"
     )
+    tokens = result["second_look_tokens"]
     share = result["second_look_cached_share"]
     print(
-        f"second look cost: {verify_usage[0]:,} prompt tokens ({share:.0%} cached), "
-        f"{verify_usage[2]:,} completion tokens, ${verify_cost:.4f} "
-        f"(the reviews themselves: ${review_cost:.4f}); written to {path}"
+        f"second look cost: {tokens['prompt']:,} prompt tokens ({share:.0%} cached), "
+        f"{tokens['completion']:,} completion tokens, ${result['second_look_cost_usd']:.4f} "
+        f"(the reviews themselves: ${result['review_cost_usd']:.4f}); written to {path}"
     )
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

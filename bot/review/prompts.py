@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ from bot.diff import ReviewUnit
 
 # Bump when the policy, schema or templates change in a way that should invalidate cached prefixes
 # (the prefix sha changes anyway; the version tells humans and reports which policy judged a PR).
-POLICY_VERSION = "2026.11"
+POLICY_VERSION = "2026.12"
 
 SCHEMA_NAME = "secreview_findings"
 FENCE_TAG = "untrusted-data"
@@ -29,6 +30,9 @@ INSTRUCTIONS_TAG = "repository-instructions"
 MAX_TITLE_CHARS = 300
 MAX_BODY_CHARS = 6000
 MAX_LISTED_FILES = 200
+# Everything in a unit message before this heading is the same for every unit of a PR (and
+# every push that keeps the PR text); everything after it belongs to one unit.
+UNIT_HEADING = "## This chunk"
 
 # Any "<" that starts something resembling one of our structural tags (with optional whitespace,
 # zero-width characters and "/") becomes "‹", so data can neither close a fence nor open one.
@@ -36,6 +40,7 @@ _GAP = r"[\s\u200b-\u200d\u2060\ufeff]*"
 _MARKER_RE = re.compile(rf"<(?={_GAP}/?{_GAP}(?:{FENCE_TAG}|{INSTRUCTIONS_TAG}))", re.IGNORECASE)
 _LABEL_RE = re.compile(r"[a-z][a-z0-9-]{0,40}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_ID_GAP_RE = re.compile(r"[\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,17 @@ class PRContext:
 
 
 @dataclass(frozen=True, slots=True)
+class PreviousFinding:
+    """A finding already posted on a file under review, shown so a re-review can continue it."""
+
+    fingerprint: str
+    path: str
+    line: int
+    cwe: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class Prefix:
     """The stable system prompt and its sha256 (which keys cache affinity)."""
 
@@ -72,11 +88,33 @@ def neutralise(text: str) -> str:
     return _MARKER_RE.sub("‹", text)
 
 
+def _id_probe(text: str) -> str:
+    """``text`` as a forger would need it to read: lower case, without whitespace or zero-width."""
+    return _ID_GAP_RE.sub("", text).lower()
+
+
+def fence_id(label: str, body: str) -> str:
+    """The id of a ``label`` block around ``body``: stable, and never a substring of ``body``.
+
+    A content hash would make the opening tag differ in every request and break the prefix cache
+    for everything after it. Instead the id is derived from the label alone (the same bytes in
+    every request) and checked against the content: if the data contains it (in any case, split
+    by whitespace or zero-width characters), the next candidate is taken. Forging the closing tag
+    needs the id inside the data, which by construction it is not.
+    """
+    probe = _id_probe(body)
+    for attempt in itertools.count():
+        block_id = hashlib.sha256(f"secreview-fence\0{label}\0{attempt}".encode()).hexdigest()
+        if block_id[:12] not in probe:
+            return block_id[:12]
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count() is endless
+
+
 def fence(text: str, label: str) -> str:
     """Wrap untrusted ``text`` in an ``untrusted-data`` block it cannot break out of.
 
-    Besides neutralising lookalike tags, the block carries an id derived from its content: forging
-    the closing tag would need a text that contains its own hash.
+    Lookalike tags in the data are neutralised, and the block's id (see ``fence_id``) never
+    occurs in the data, so no text can close the block early or open one of its own.
     """
     if not _LABEL_RE.fullmatch(label):
         raise ValueError(f"invalid fence label {label!r}")
@@ -84,7 +122,7 @@ def fence(text: str, label: str) -> str:
     body = neutralise(str(text))
     if body and not body.endswith("\n"):
         body += "\n"
-    block_id = hashlib.sha256(f"{label}\0{body}".encode()).hexdigest()[:12]
+    block_id = fence_id(label, body)
     return f'<{FENCE_TAG} kind="{label}" id="{block_id}">\n{body}</{FENCE_TAG} id="{block_id}">'
 
 
@@ -133,8 +171,12 @@ def normalise_instructions(text: str) -> str:
     return neutralise("\n".join(line.rstrip() for line in lines).strip("\n"))
 
 
-def build_prefix(repo: RepoContext) -> Prefix:
-    """Policy → output schema → repo context, byte-identical for equal inputs."""
+def build_prefix(repo: RepoContext, *, schema_in_prompt: bool = False) -> Prefix:
+    """Policy → (output schema) → repo context, byte-identical for equal inputs.
+
+    The schema goes to the model once: as ``response_format`` (``schema_in_prompt=False``, the
+    default), or in this text for a backend that cannot take ``response_format``.
+    """
     context = RepoContext(
         repo=_clean_item(repo.repo),
         languages=_sorted_items(repo.languages),
@@ -143,12 +185,13 @@ def build_prefix(repo: RepoContext) -> Prefix:
         security_files=_sorted_items(repo.security_files),
         instructions=normalise_instructions(repo.instructions),
     )
+    schema_json = json.dumps(_schema(), indent=2, sort_keys=True, ensure_ascii=False)
     text = (
         environment()
         .get_template("system.j2")
         .render(
             policy_version=POLICY_VERSION,
-            schema_json=json.dumps(_schema(), indent=2, sort_keys=True, ensure_ascii=False),
+            schema_json=schema_json if schema_in_prompt else "",
             repo=context,
         )
     )
@@ -179,18 +222,43 @@ def _pr_view(pr: PRContext) -> dict[str, Any]:
     }
 
 
+def _previous_view(previous: Sequence[PreviousFinding]) -> str:
+    """One JSON object per line, sorted by place: the same findings render the same bytes."""
+    rows = sorted(set(previous), key=lambda p: (p.path, p.line, p.fingerprint))
+    return "\n".join(
+        json.dumps(
+            {
+                "fingerprint": p.fingerprint,
+                "path": _CONTROL_RE.sub("?", p.path),
+                "line": p.line,
+                "cwe": p.cwe,
+                "title": " ".join(p.title.split())[:MAX_TITLE_CHARS],
+            },
+            ensure_ascii=False,
+        )
+        for p in rows
+    )
+
+
 def build_unit_message(
     unit: ReviewUnit,
     pr: PRContext | None = None,
     hints: Sequence[str] = (),
     redactions: int = 0,
+    previous: Sequence[PreviousFinding] = (),
 ) -> str:
-    """The volatile user message: fenced PR context, then hints, then the fenced unit."""
+    """The user message: what every unit of the PR shares first, then this unit's own part.
+
+    Shared: the fenced PR context and the task. This unit's (after ``UNIT_HEADING``): findings
+    already posted on its files, analyzer hints, the redaction note and the fenced diff.
+    """
     return (
         environment()
         .get_template("unit.j2")
         .render(
             pr=None if pr is None else _pr_view(pr),
+            unit_heading=UNIT_HEADING,
+            previous=_previous_view(previous),
             hints=[f"- {' '.join(h.split())}" for h in hints],
             redactions=redactions,
             diff=render_unit(unit),
