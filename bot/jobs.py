@@ -23,6 +23,7 @@ TASK_POLL = "secreview.poll_model_job"
 TASK_POLL_SCAN = "secreview.poll_scan"
 TASK_SCAN = "secreview.scan_repository"
 TASK_COMMAND = "secreview.run_command"
+TASK_MERGED = "secreview.record_merge"
 
 ReviewTrigger = Literal["opened", "synchronize", "reopened", "ready_for_review", "command", "rerun"]
 
@@ -95,4 +96,21 @@ class CommandJob:
         return dataclasses.asdict(self)
 
 
-Job = ReviewJob | ScanJob | CommandJob
+@dataclass(frozen=True, slots=True)
+class MergedJob:
+    """A pull request was merged: record where each of the bot's findings on it ended."""
+
+    task: ClassVar[str] = TASK_MERGED
+    queue: ClassVar[str] = QUEUE_COMMANDS
+
+    installation_id: int
+    repo: str
+    pr: int
+    delivery_id: str
+
+    def kwargs(self) -> dict[str, Any]:
+        """The task's keyword arguments (JSON types only)."""
+        return dataclasses.asdict(self)
+
+
+Job = ReviewJob | ScanJob | CommandJob | MergedJob

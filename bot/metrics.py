@@ -8,6 +8,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 SHARED_KEY = "secreview:metrics"
+# Feedback on posted findings, per repository (``bot.review.outcomes`` writes them once per
+# (fingerprint, PR, outcome)): ``{repo}`` and ``{repo, outcome}`` with outcome one of fixed,
+# dismissed, open_at_merge, thumbs_up, thumbs_down.
+FINDINGS_POSTED = "secreview_findings_posted_total"
+FINDING_OUTCOMES = "secreview_finding_outcomes_total"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 

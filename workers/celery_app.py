@@ -34,6 +34,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             jobs.TASK_POLL_SCAN: {"queue": jobs.QUEUE_POLLS},
             jobs.TASK_SCAN: {"queue": jobs.QUEUE_SCANS},
             jobs.TASK_COMMAND: {"queue": jobs.QUEUE_COMMANDS},
+            jobs.TASK_MERGED: {"queue": jobs.QUEUE_COMMANDS},
         },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

@@ -91,6 +91,17 @@ def register(app: Celery, settings: Settings) -> None:
             return commands.run_command(job, services())
         return "retrying"
 
+    # --- feedback (issue 10): a merged pull request's findings meet their fate ---------------
+
+    @app.task(name=jobs.TASK_MERGED, bind=True, max_retries=MAX_RETRIES)
+    def record_merge(self: Task, **kwargs: Any) -> str:
+        job = jobs.MergedJob(**kwargs)
+        with _boundary(self, job.delivery_id):
+            from workers import feedback
+
+            return feedback.record_merge(job, services())
+        return "retrying"
+
 
 def _follow(
     step: pipeline.Next,

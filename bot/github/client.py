@@ -35,7 +35,8 @@ from bot.repo_config import (
     org_config_label,
     parse_repo_config,
 )
-from bot.report.publish import Posted
+from bot.report.publish import FINDING_MARKER, Posted
+from bot.review import feedback
 
 log = logging.getLogger("secreview.github")
 
@@ -445,3 +446,43 @@ class Installation(Publishing):
                 f"tarball of {repo}@{ref}: {exc}", reason="github_transport"
             ) from None
         return written
+
+    # --- reviewer feedback (issue 10): replies in finding threads, /secreview ignore -----------
+
+    def dismissals(self, repo: str, number: int) -> tuple[feedback.Dismissal, ...]:
+        """Findings people with write access rejected on this PR, in replies or by command."""
+        comments = self._pages(f"/repos/{repo}/pulls/{number}/comments")
+        threads, paths = finding_threads(comments)
+        replies = [as_comment(c) for c in comments if c.get("in_reply_to_id") is not None]
+        conversation = [
+            as_comment(c) for c in self._pages(f"/repos/{repo}/issues/{number}/comments")
+        ]
+        return feedback.dismissals(threads, replies, conversation, paths)
+
+
+def finding_threads(comments: Sequence[Mapping[str, Any]]) -> tuple[dict[int, str], dict[str, str]]:
+    """The bot's finding comments (by their marker): thread id → fingerprint, fingerprint → path."""
+    threads: dict[int, str] = {}
+    paths: dict[str, str] = {}
+    for c in comments:
+        marker = FINDING_MARKER.search(c.get("body") or "")
+        user = c.get("user") or {}
+        if marker and c.get("in_reply_to_id") is None and user.get("type") == "Bot":
+            threads[int(c["id"])] = marker.group(1)
+            paths.setdefault(marker.group(1), str(c.get("path") or ""))
+    return threads, paths
+
+
+def as_comment(raw: Mapping[str, Any]) -> feedback.Comment:
+    """A review or issue comment from GitHub's REST shape."""
+    user = raw.get("user") or {}
+    reply_to = raw.get("in_reply_to_id")
+    return feedback.Comment(
+        id=int(raw["id"]),
+        body=str(raw.get("body") or ""),
+        author=str(user.get("login") or ""),
+        association=str(raw.get("author_association") or "NONE"),
+        created_at=str(raw.get("created_at") or ""),
+        in_reply_to=int(reply_to) if reply_to is not None else None,
+        bot=user.get("type") == "Bot",
+    )

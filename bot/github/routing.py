@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.github.commands import WRITE_ASSOCIATIONS, find_command
 from bot.github.webhooks import Delivery
-from bot.jobs import CommandJob, Job, ReviewJob, ScanJob
+from bot.jobs import CommandJob, Job, MergedJob, ReviewJob, ScanJob
 
 Handler = Callable[[Delivery, "RouteContext"], "Routed"]
 REVIEW_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
@@ -85,6 +85,18 @@ def pull_request(delivery: Delivery, ctx: RouteContext) -> Routed:
     trigger = delivery.action
     job = ReviewJob(ident[0], ident[1], number, head, delivery.delivery_id, trigger)  # type: ignore[arg-type]
     return Routed((job,))
+
+
+@router.register("pull_request", "closed")
+def pull_request_closed(delivery: Delivery, ctx: RouteContext) -> Routed:
+    """A merged PR: record the fate of its findings (feedback); a PR closed unmerged: nothing."""
+    ident = _identity(delivery)
+    number = _get(delivery.payload, "pull_request", "number")
+    if _get(delivery.payload, "pull_request", "merged") is not True:
+        return Routed(note="pull request closed without merging")
+    if ident is None or not isinstance(number, int):
+        return Routed(note="pull_request without installation or number")
+    return Routed((MergedJob(ident[0], ident[1], number, delivery.delivery_id),))
 
 
 @router.register("issue_comment", "created")

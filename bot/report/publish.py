@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bot.diff import ChangedFile, line_map
 from bot.findings import SEVERITY_RANK, Finding, ReviewResult, gate_exceeded
@@ -108,8 +108,13 @@ def plan_publish(
     config: RepoConfig,
     posted: Posted,
     notes: Sequence[str] = (),
+    dismissed: Sequence[Dismissed] = (),
 ) -> PublishPlan:
-    """Decide the review, fixed replies, summary and check run for ``head_sha``."""
+    """Decide the review, fixed replies, summary and check run for ``head_sha``.
+
+    ``dismissed`` (``bot.review.feedback.dismissals``): findings reviewers rejected; they are
+    neither open nor fixed, and the summary says who dismissed them.
+    """
     commented = posted.commented()
     current = {f.fingerprint for f in result.findings}
     threshold = SEVERITY_RANK[config.comment_threshold]
@@ -127,13 +132,23 @@ def plan_publish(
         else:
             comments.append(entry)
             inline.append(f)
+    rejected = {d.fingerprint for d in dismissed}
     fixed = tuple(
-        c for fp, c in sorted(commented.items()) if fp not in current and not c.fixed_reply
+        c
+        for fp, c in sorted(commented.items())
+        if fp not in current and not c.fixed_reply and fp not in rejected
     )
-    fixed_elsewhere = tuple(sorted(posted.summary_open - current - set(commented)))
+    fixed_elsewhere = tuple(sorted(posted.summary_open - current - set(commented) - rejected))
     gate = gate_exceeded(result.findings, config.fail_on) if config.fail_on != "none" else False
     summary = summary_body(
-        head_sha, result, summary_only, fixed, fixed_elsewhere, notes, config=config
+        head_sha,
+        result,
+        summary_only,
+        fixed,
+        fixed_elsewhere,
+        notes,
+        config=config,
+        dismissed=dismissed,
     )
     return PublishPlan(
         review_comments=tuple(comments),
@@ -169,6 +184,8 @@ def summary_body(
     fixed_elsewhere: Sequence[str],
     notes: Sequence[str] = (),
     config: RepoConfig | None = None,
+    *,
+    dismissed: Sequence[Dismissed] = (),
 ) -> str:
     """The sticky summary comment, ending with its hidden markers."""
     findings = ordered(result.findings)
@@ -185,6 +202,7 @@ def summary_body(
         out += [f"- `{c.fingerprint}` in `{c.path}`" for c in fixed]
         out += [f"- `{fp}`" for fp in fixed_elsewhere]
         out.append("")
+    out += dismissed_section(dismissed)
     if summary_only:
         out += ["### Not commented inline", ""]
         out += [
@@ -206,3 +224,41 @@ def parse_open(body: str) -> frozenset[str]:
     """The open fingerprints a previous summary recorded."""
     m = OPEN_MARKER.search(body)
     return frozenset(m.group(1).split()) if m else frozenset()
+
+
+# --- dismissed findings (issue 10): who rejected what ---------------------------------------
+
+_LOGIN = re.compile(r"[^A-Za-z0-9\[\]_.-]")
+
+
+class Dismissed(Protocol):
+    """A finding reviewers dismissed (``bot.review.feedback.Dismissal``)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def by(self) -> str: ...
+    @property
+    def at(self) -> str: ...
+    @property
+    def how(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+def dismissed_section(dismissed: Sequence[Dismissed]) -> list[str]:
+    """The summary's list of dismissed findings: which, where, by whom, how and when."""
+    if not dismissed:
+        return []
+    out = ["### Dismissed by reviewers", ""]
+    for d in sorted(dismissed, key=lambda d: (d.path, d.fingerprint)):
+        where = f" in `{render.cell(d.path)}`" if d.path else ""
+        # A reply's reason is one of feedback's fixed phrases; a command's text is not echoed.
+        how = "`/secreview ignore`" if d.reason.startswith("/secreview") else f'"{d.reason}"'
+        when = f", {d.at[:10]}" if d.at else ""
+        login = _LOGIN.sub("", d.by)
+        out.append(f"- `{d.fingerprint}`{where}: dismissed by @{login} ({how}{when})")
+    out.append("")
+    return out

@@ -136,6 +136,42 @@ class FakeGitHub:
         reactions = comment.setdefault("_reactions", {})
         reactions[content] = reactions.get(content, 0) + 1
 
+    def reply_as(
+        self, comment_id: int, user: str, body: str, association: str = "MEMBER"
+    ) -> dict[str, Any]:
+        """A person replies in the thread of review comment ``comment_id`` (GitHub threads every
+        reply on the top-level comment; ``author_association`` as GitHub computes it)."""
+        parent = next(c for c in self.review_comments if c["id"] == comment_id)
+        root = parent["in_reply_to_id"] or parent["id"]
+        reply = {
+            **{k: v for k, v in parent.items() if k != "_reactions"},
+            "id": self._next_id(),
+            "body": body,
+            "in_reply_to_id": root,
+            "user": {"login": user, "type": "User"},
+            "author_association": association,
+            "created_at": _now(),
+        }
+        self.review_comments.append(reply)
+        return reply
+
+    def comment_as(
+        self, repo: str, number: int, user: str, body: str, association: str = "MEMBER"
+    ) -> dict[str, Any]:
+        """A person comments on the pull request's conversation (an issue comment)."""
+        comment = {
+            "id": self._next_id(),
+            "body": body,
+            "user": {"login": user, "type": "User"},
+            "author_association": association,
+            "created_at": _now(),
+            "_repo": repo,
+            "_n": number,
+            "edits": 0,
+        }
+        self.issue_comments.append(comment)
+        return comment
+
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         """Recorded requests of ``method`` whose path matches ``pattern``."""
         return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
@@ -415,6 +451,8 @@ class FakeGitHub:
             "id": self._next_id(),
             "body": body["body"],
             "user": {"login": BOT_LOGIN, "type": "Bot"},
+            "author_association": "NONE",
+            "created_at": _now(),
             "_repo": repo.full_name,
             "_n": n,
             "edits": 0,
@@ -475,6 +513,8 @@ class FakeGitHub:
                     "commit_id": review["commit_id"],
                     "in_reply_to_id": None,
                     "user": {"login": BOT_LOGIN, "type": "Bot"},
+                    "author_association": "NONE",
+                    "created_at": _now(),
                     "_repo": repo.full_name,
                     "_n": pull.number,
                 }
@@ -511,6 +551,8 @@ class FakeGitHub:
             "commit_id": comment["commit_id"],
             "in_reply_to_id": None,
             "user": {"login": BOT_LOGIN, "type": "Bot"},
+            "author_association": "NONE",
+            "created_at": _now(),
             "_repo": repo.full_name,
             "_n": pull.number,
         }
@@ -526,7 +568,13 @@ class FakeGitHub:
         if parent["in_reply_to_id"] is not None:
             return _invalid("replies to replies are not supported")
         body = (request.state.json or {}).get("body")
-        reply = {**parent, "id": self._next_id(), "body": body, "in_reply_to_id": cid}
+        reply = {
+            **parent,
+            "id": self._next_id(),
+            "body": body,
+            "in_reply_to_id": cid,
+            "created_at": _now(),
+        }
         self.review_comments.append(reply)
         return JSONResponse(_public(reply), status_code=201)
 
@@ -710,8 +758,14 @@ class FakeGitHub:
 # --- helpers -------------------------------------------------------------------------------------
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in obj.items() if not k.startswith("_")}
+    if out.get("in_reply_to_id", 0) is None:  # GitHub omits it on top-level review comments
+        del out["in_reply_to_id"]
     if "_reactions" in obj:  # GitHub's reaction rollup on comments
         out["reactions"] = {
             "+1": obj["_reactions"].get("+1", 0),

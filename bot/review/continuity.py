@@ -1,0 +1,100 @@
+"""A re-review continues the last one: earlier findings go into the unit, the answer says which
+persist (by fingerprint, possibly moved) and which are fixed.
+
+Pure. The unit message carries ``prompts.PreviousFinding`` values for its files
+(``previous_for``); the model may mark a finding as continuing one of them (its optional
+``fingerprint``) and list the ones the code no longer has (``fixed``), both in
+prompts/findings.schema.json. ``place`` keeps a continued finding's old fingerprint, so its
+thread, its dismissal and its history stay attached to it whatever words the model used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from bot.diff import ChangedFile, ReviewUnit
+from bot.findings import Finding, Rejection, place_findings
+from bot.review.prompts import PreviousFinding
+
+Fate = Literal["persists", "fixed", "unknown"]
+_FENCED = re.compile(r"\A```[ \t]*(?:json)?[ \t]*\n(?P<body>.*)\n[ \t]*```\Z", re.DOTALL | re.I)
+
+
+def previous_for(
+    unit: ReviewUnit, posted: Iterable[PreviousFinding]
+) -> tuple[PreviousFinding, ...]:
+    """The earlier findings on the files of ``unit``, in a stable order."""
+    paths = set(unit.paths)
+    return tuple(sorted({p for p in posted if p.path in paths}, key=lambda p: (p.path, p.line)))
+
+
+def place(
+    raw: Sequence[Mapping[str, Any]],
+    unit: ReviewUnit,
+    files: Mapping[str, ChangedFile],
+    previous: Sequence[PreviousFinding],
+    *,
+    confidence_floor: float = 0.0,
+) -> tuple[list[Finding], list[Rejection]]:
+    """``findings.place_findings``, keeping the fingerprint of an earlier finding it continues.
+
+    A claim is honoured only for an earlier finding of the same file and CWE, once per unit: the
+    model cannot move a fingerprint to another flaw or file.
+    """
+    known = {p.fingerprint: p for p in previous}
+    taken: set[str] = set()
+    placed: list[Finding] = []
+    rejected: list[Rejection] = []
+    for item in raw:
+        ok, no = place_findings([item], unit, files, confidence_floor=confidence_floor)
+        rejected += no
+        for finding in ok:
+            claim = known.get(str(item.get("fingerprint", "")))
+            if (
+                claim is not None
+                and claim.fingerprint not in taken
+                and claim.path == finding.path
+                and claim.cwe.strip().upper() == finding.cwe
+            ):
+                taken.add(claim.fingerprint)
+                finding = dataclasses.replace(finding, fingerprint=claim.fingerprint)
+            placed.append(finding)
+    return placed, rejected
+
+
+def fixed_claims(content: str, previous: Sequence[PreviousFinding]) -> tuple[str, ...]:
+    """The earlier fingerprints an answer lists as ``fixed`` (only ones it was shown)."""
+    text = content.strip()
+    fenced = _FENCED.match(text)
+    try:
+        data = json.loads(fenced.group("body") if fenced else text)
+    except (ValueError, RecursionError):
+        return ()
+    listed = data.get("fixed") if isinstance(data, dict) else None
+    shown = {p.fingerprint for p in previous}
+    if not isinstance(listed, list):
+        return ()
+    return tuple(sorted({fp for fp in listed if isinstance(fp, str) and fp in shown}))
+
+
+def fates(
+    previous: Sequence[PreviousFinding], current: Iterable[str], fixed: Iterable[str]
+) -> dict[str, Fate]:
+    """What became of each earlier finding of a re-reviewed file.
+
+    ``persists`` when a current finding carries its fingerprint; ``fixed`` when the answer said
+    so; ``unknown`` when it was neither re-raised nor declared fixed.
+    """
+    now, gone = set(current), set(fixed)
+    return {
+        p.fingerprint: "persists"
+        if p.fingerprint in now
+        else "fixed"
+        if p.fingerprint in gone
+        else "unknown"
+        for p in previous
+    }
