@@ -214,6 +214,11 @@ def test_fixed_claims_and_fates() -> None:
     assert continuity.fates(PREVIOUS, [], []) == {FP: "unknown", OTHER: "unknown"}
 
 
+def test_previous_findings_from_stored_findings() -> None:
+    (p,) = continuity.from_findings([finding(FP)])
+    assert p == PreviousFinding(FP, "app/db.py", 3, "CWE-89", "t")
+
+
 def test_previous_findings_for_a_unit_are_those_of_its_files() -> None:
     unit, _ = unit_and_files()
     elsewhere = PreviousFinding("abcdefabcdefabcd", "web/view.js", 1, "CWE-79", "XSS")

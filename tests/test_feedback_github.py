@@ -66,7 +66,16 @@ def review(
     kept, _ = feedback.apply([*result.findings, *placed], dismissed)
     result = dataclasses.replace(result, findings=kept)
     pr = inst.pull_request(REPO, 3)
-    inst.publish_review(REPO, pr, head, result, RepoConfig(), check_run_id=None, files=plan.files)
+    inst.publish_review(
+        REPO,
+        pr,
+        head,
+        result,
+        RepoConfig(),
+        check_run_id=None,
+        files=plan.files,
+        dismissed=dismissed,
+    )
     return result
 
 
@@ -187,3 +196,32 @@ def test_a_merge_records_each_findings_fate_once(
         0,
     ]
     client.close()
+
+
+def test_previous_findings_are_the_open_threads_as_the_model_will_see_them(
+    gh: tuple[FakeGitHub, Installation, str],
+) -> None:
+    fake, inst, _ = gh
+    first = review(inst, HEADS[0], ())
+    seen = {p.fingerprint: p for p in inst.review_feedback(REPO, 3).previous}
+    assert seen.keys() == {f.fingerprint for f in first.findings}
+    for f in first.findings:
+        p = seen[f.fingerprint]
+        assert (p.path, p.line, p.cwe, p.title) == (f.path, f.line, f.cwe, f.title)
+    # the yaml finding goes away at the next head: its thread is answered "Fixed in" and drops out
+    yaml_fp = next(f.fingerprint for f in first.findings if f.cwe == "CWE-502")
+    fake.push(REPO, 3, HEADS[1], DIFF)
+    review(inst, HEADS[1], (feedback.Dismissal(yaml_fp, "x", "", "reply", "y"),))
+    assert yaml_fp in {p.fingerprint for p in inst.review_feedback(REPO, 3).previous}
+    plan = engine.plan_review(DIFF, repo=RepoContext(repo=REPO))
+    gone = engine.offline_result(plan)  # the yaml finding is not reported any more
+    inst.publish_review(
+        REPO,
+        inst.pull_request(REPO, 3),
+        HEADS[2],
+        gone,
+        RepoConfig(),
+        check_run_id=None,
+        files=plan.files,
+    )
+    assert yaml_fp not in {p.fingerprint for p in inst.review_feedback(REPO, 3).previous}

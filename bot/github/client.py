@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from bot import diff as diffmod
 from bot.config import Settings
 from bot.diff import ChangedFile, Skip
 from bot.errors import GitHubError, RateLimited
-from bot.github.publishing import Publishing, _message
+from bot.github.publishing import FIXED_PREFIX, Publishing, _message
 from bot.repo_config import (
     CONFIG_PATH,
     ORG_CONFIG_PATH,
@@ -37,6 +38,7 @@ from bot.repo_config import (
 )
 from bot.report.publish import FINDING_MARKER, Posted
 from bot.review import feedback
+from bot.review.prompts import PreviousFinding
 
 log = logging.getLogger("secreview.github")
 
@@ -449,15 +451,22 @@ class Installation(Publishing):
 
     # --- reviewer feedback (issue 10): replies in finding threads, /secreview ignore -----------
 
-    def dismissals(self, repo: str, number: int) -> tuple[feedback.Dismissal, ...]:
-        """Findings people with write access rejected on this PR, in replies or by command."""
+    def review_feedback(self, repo: str, number: int) -> feedback.ReviewFeedback:
+        """What reviewers dismissed on this PR, and the bot's findings still open on it."""
         comments = self._pages(f"/repos/{repo}/pulls/{number}/comments")
         threads, paths = finding_threads(comments)
         replies = [as_comment(c) for c in comments if c.get("in_reply_to_id") is not None]
         conversation = [
             as_comment(c) for c in self._pages(f"/repos/{repo}/issues/{number}/comments")
         ]
-        return feedback.dismissals(threads, replies, conversation, paths)
+        return feedback.ReviewFeedback(
+            dismissed=feedback.dismissals(threads, replies, conversation, paths),
+            previous=previous_findings(comments),
+        )
+
+    def dismissals(self, repo: str, number: int) -> tuple[feedback.Dismissal, ...]:
+        """Findings people with write access rejected on this PR, in replies or by command."""
+        return self.review_feedback(repo, number).dismissed
 
 
 def finding_threads(comments: Sequence[Mapping[str, Any]]) -> tuple[dict[int, str], dict[str, str]]:
@@ -486,3 +495,36 @@ def as_comment(raw: Mapping[str, Any]) -> feedback.Comment:
         in_reply_to=int(reply_to) if reply_to is not None else None,
         bot=user.get("type") == "Bot",
     )
+
+
+# "**HIGH** · title · [CWE-89](...)": the first line of ``render.comment_body``.
+_HEADLINE = re.compile(r"^\*\*[A-Z]+\*\* · (?P<title>.*) · \[(?P<cwe>CWE-\d+)\]", re.MULTILINE)
+
+
+def previous_findings(comments: Sequence[Mapping[str, Any]]) -> tuple[PreviousFinding, ...]:
+    """The bot's finding threads not answered "Fixed in": what a re-review should continue.
+
+    Dismissed ones stay in: shown the old fingerprint, the model continues it instead of
+    rediscovering the flaw under a new one that no dismissal covers.
+    """
+    threads, _ = finding_threads(comments)
+    fixed = {
+        c.get("in_reply_to_id")
+        for c in comments
+        if str(c.get("body") or "").startswith(FIXED_PREFIX)
+        and (c.get("user") or {}).get("type") == "Bot"
+    }
+    out = []
+    for c in comments:
+        fingerprint = threads.get(int(c["id"])) if c.get("in_reply_to_id") is None else None
+        headline = _HEADLINE.search(str(c.get("body") or ""))
+        if fingerprint is None or c["id"] in fixed or headline is None:
+            continue
+        line = c.get("line") or c.get("original_line") or 0  # null once outdated
+        title = headline.group("title")
+        out.append(
+            PreviousFinding(
+                fingerprint, str(c.get("path") or ""), int(line), headline["cwe"], title
+            )
+        )
+    return tuple(out)

@@ -23,6 +23,7 @@ from bot.report.publish import (
     FINDING_MARKER,
     REVIEW_MARKER,
     SUMMARY_MARKER,
+    Dismissed,
     Posted,
     PostedComment,
     PublishPlan,
@@ -129,14 +130,16 @@ class Publishing(RestTransport):
         notes: Sequence[str] = (),
         files: Mapping[str, ChangedFile] | None = None,
         conclusion: str | None = None,
+        dismissed: Sequence[Dismissed] = (),
     ) -> PublishOutcome:
         """Post the review, fixed replies, the sticky summary and the check run — once.
 
-        ``conclusion`` overrides the severity gate (``neutral`` when a review was skipped).
+        ``conclusion`` overrides the severity gate (``neutral`` when a review was skipped);
+        ``dismissed`` (``Installation.dismissals``): findings reviewers rejected, never "fixed".
         """
         posted = self.posted(repo, pr.number)
         self.last_posted = posted  # the pipeline reads the reactions from it
-        plan = plan_publish(head_sha, result, files or {}, config, posted, notes)
+        plan = plan_publish(head_sha, result, files or {}, config, posted, notes, dismissed)
         if self.settings.dry_run:
             log.info(
                 "dry run: would post %d inline comments on %s#%d", len(plan.inline), repo, pr.number

@@ -32,6 +32,12 @@ def previous_for(
     return tuple(sorted({p for p in posted if p.path in paths}, key=lambda p: (p.path, p.line)))
 
 
+def from_findings(findings: Iterable[Finding]) -> tuple[PreviousFinding, ...]:
+    """Earlier findings as a unit message shows them (e.g. a file's stored result of the last
+    head; ``bot.github.client.previous_findings`` reads the same from the bot's open threads)."""
+    return tuple(PreviousFinding(f.fingerprint, f.path, f.line, f.cwe, f.title) for f in findings)
+
+
 def place(
     raw: Sequence[Mapping[str, Any]],
     unit: ReviewUnit,

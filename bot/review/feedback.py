@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
+from bot.review.prompts import PreviousFinding
+
 # Who may dismiss: the same associations whose /secreview commands are obeyed (DESIGN.md §6).
 WRITE_ACCESS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 _APOSTROPHE = "['\u2019]?"
@@ -57,6 +59,14 @@ class Dismissal:
     how: How
     reason: str
     path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewFeedback:
+    """What a re-review needs from the conversation: dismissals and the findings still open."""
+
+    dismissed: tuple[Dismissal, ...] = ()
+    previous: tuple[PreviousFinding, ...] = ()
 
 
 class HasFingerprint(Protocol):
