@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise clean
+.PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ typecheck: install
 
 check: lint typecheck test
 
-bench: bench-cache bench-diff bench-ingest bench-scan bench-noise  ## benchmarks; figures go to bench/results/
+bench: bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets  ## benchmarks; figures go to bench/results/
 
 bench-cache: install
 	$(BIN)/python -m bench.cache_efficiency
@@ -69,6 +69,10 @@ bench-scan: install
 
 bench-noise: install
 	$(BIN)/python -m bench.noise
+
+bench-secrets: install  ## secrets corpus: review + scan beside detect-secrets (same run)
+	$(BIN)/python -m pip install --quiet detect-secrets
+	$(BIN)/python -m bench.secrets_bench --label $(or $(LABEL),after)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -125,6 +125,24 @@ class EmulatorState:
     polls_until_done: int = 1
     shuffle_responses: bool = True
     never_finish: bool = False
+    # Secret values no request may carry (``flag_values``); each hit is recorded in ``leaks``.
+    forbidden: dict[str, str] = field(default_factory=dict)
+    leaks: list[tuple[str, str]] = field(default_factory=list)
+
+    def flag_values(self, values: Mapping[str, str]) -> None:
+        """Record in ``leaks`` every request whose raw body holds one of ``values`` (name →
+        value), as written or JSON-escaped: what a model must never be sent."""
+        self.forbidden.update(values)
+
+    def check_leaks(self, kind: str, raw: bytes) -> None:
+        """Add a ``(request kind, value name)`` to ``leaks`` for each flagged value in ``raw``."""
+        if not self.forbidden:
+            return
+        text = raw.decode("utf-8", "replace")
+        for name, value in self.forbidden.items():
+            escaped = json.dumps(value)[1:-1]
+            if value in text or escaped in text:
+                self.leaks.append((kind, name))
 
     def fail_next(
         self, fault: str, times: int = 1, on: Sequence[str] = ("run", "submit", "poll", "openai")
@@ -405,6 +423,7 @@ def create_emulator(
         rec = Recorded(kind, request.url.path, model, dict(request.headers), body, len(raw))
         emulator.state.requests.append(rec)
         emulator.state.counters[kind] += 1
+        emulator.state.check_leaks(kind, raw)
         return rec
 
     async def run(request: Request) -> Response:
