@@ -6,14 +6,16 @@ SecreviewError
 ├── DiffError               a diff that cannot be parsed at all
 ├── InvalidSignature        webhook signature missing or wrong (HTTP 401)
 ├── GitHubError             GitHub API failure
-│   └── RateLimited         primary or secondary rate limit; carries ``retry_after``
+│   ├── RateLimited         primary or secondary rate limit; carries ``retry_after``
+│   └── PublishBlocked      a body for GitHub still held a secret: not sent
 └── ModelError              model API failure
     ├── ModelCapacity       3040 out of capacity: retry with backoff
     ├── ModelQuotaExceeded  3036 daily quota used up: stop and report
     ├── ModelTimeout        3007 or a transport timeout: retry
     ├── PayloadTooLarge     3006 / HTTP 413: split and resubmit
     ├── ModelUnavailable    5007 / 3042 unknown model, 5035 plan required: configuration
-    └── InvalidModelOutput  output that fails the findings schema
+    ├── InvalidModelOutput  output that fails the findings schema
+    └── EgressBlocked       a request still held a secret: not sent, never retried
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ class RateLimited(GitHubError):
         self.retry_after = retry_after
 
 
+class PublishBlocked(GitHubError):
+    """A body for GitHub still held a secret at egress; it was not sent (``kind`` says which)."""
+
+    reason = "egress_blocked"
+
+    def __init__(self, message: str = "", *, kind: str = "") -> None:
+        super().__init__(message, status=None)
+        self.kind = kind
+
+
 class ModelError(SecreviewError):
     """A model API call failed; ``code`` is the Workers AI error code when there is one."""
 
@@ -131,3 +143,21 @@ class InvalidModelOutput(ModelError):
     """The model's output failed the findings schema."""
 
     reason = "invalid_model_output"
+
+
+class EgressBlocked(ModelError):
+    """Requests still held a secret at egress and were not sent (nothing of the batch was).
+
+    ``references`` are the external references of the blocked requests and ``kinds`` the kinds
+    of secret found in them (never the values): their units are reported as not reviewed.
+    """
+
+    reason = "egress_blocked"
+    retryable = False
+
+    def __init__(
+        self, message: str = "", *, references: tuple[str, ...] = (), kinds: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.references = references
+        self.kinds = kinds

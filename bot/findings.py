@@ -86,6 +86,7 @@ class Stats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    secrets_allowed: int = 0  # secrets on allow-commented lines: redacted, not reported
 
     @property
     def cached_share(self) -> float:

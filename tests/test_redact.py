@@ -25,6 +25,7 @@ from bot.redact.redactor import (
     scan_text,
 )
 from bot.redact.values import plausible_secret
+from tests import secret_values as sv
 
 # Fake secrets are generated at run time from pieces, so this file holds no literal that a
 # secret scanner (GitHub push protection included) would flag.
@@ -51,9 +52,9 @@ def jwt(seed: int = 1) -> str:
 SECRETS: dict[str, str] = {
     "aws-access-key": "AK" + "IA" + rand(1, string.ascii_uppercase + "234567", 16),
     "aws-secret-key": rand(2, B62 + "+/", 40),
-    "ghp": "gh" + "p_" + rand(3, B62, 36),
-    "gho": "gh" + "o_" + rand(4, B62, 36),
-    "ghs": "gh" + "s_" + rand(5, B62, 36),
+    "ghp": sv.checksummed(random.Random(3), "gh" + "p_"),
+    "gho": sv.checksummed(random.Random(4), "gh" + "o_"),
+    "ghs": sv.checksummed(random.Random(5), "gh" + "s_"),
     "github-pat": "github" + "_pat_" + rand(6, B62, 22) + "_" + rand(7, B62, 59),
     "gitlab-token": "gl" + "pat-" + rand(8, B64URL, 20),
     "slack-token": "xo" + "xb-" + "123456789012-1234567890123-" + rand(9, B62, 24),
@@ -73,7 +74,7 @@ SECRETS: dict[str, str] = {
     "twilio-api-key": "S" + "K" + rand(20, HEX, 32),
     "twilio-auth-token": rand(21, HEX, 32),
     "sendgrid-key": "S" + "G." + rand(22, B64URL, 22) + "." + rand(23, B64URL, 43),
-    "npm-token": "np" + "m_" + rand(24, B62, 36),
+    "npm-token": sv.checksummed(random.Random(24), "np" + "m_"),
     "pypi-token": "py" + "pi-" + "AgEIcHlwaS5vcmc" + rand(25, B64URL, 70),
     "jwt": jwt(),
     "url-password": rand(26, B62, 18),
@@ -600,7 +601,7 @@ def planted(draw: st.DrawFn) -> tuple[str, list[str], int]:
             lines.append(draw(CODE_LINES) + draw(st.text(ALPHABET, max_size=20)))
             continue
         if choice == 1:
-            secret = "gh" + "p_" + rand(seed, B62, 36)
+            secret = sv.checksummed(random.Random(seed), "gh" + "p_")
             lines.append(f"{draw(st.sampled_from(['', 'x = ', 'TOKEN=']))}{secret}")
         elif choice == 2:
             secret = "AK" + "IA" + rand(seed, string.ascii_uppercase + "234567", 16)

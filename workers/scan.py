@@ -93,6 +93,7 @@ def _plan(inst: Any, job: ScanJob, sha: str, config: RepoConfig, svc: Services) 
         budget_tokens=settings.unit_token_budget,
         installation=job.installation_id,
         extra_findings=bandit,
+        secret_only=plan.secret_only,  # secreview:redaction — documentation is read for secrets
     )
 
 

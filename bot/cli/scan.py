@@ -130,6 +130,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         kind="scan",
         budget_tokens=settings.unit_token_budget,
         extra_findings=_bandit(plan),
+        secret_only=plan.secret_only,  # secreview:redaction — documentation is read for secrets
     )
     if offline:
         sys.stderr.write(cli.OFFLINE_NOTICE)

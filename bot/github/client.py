@@ -9,6 +9,7 @@ retry sleeps inside a worker: a rate-limited task is retried later by Celery.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
 import re
@@ -25,8 +26,9 @@ from github import Auth, Github, GithubException, GithubIntegration
 from bot import diff as diffmod
 from bot.config import Settings
 from bot.diff import ChangedFile, Skip
-from bot.errors import GitHubError, RateLimited
+from bot.errors import GitHubError, PublishBlocked, RateLimited
 from bot.github.publishing import FIXED_PREFIX, Publishing, _message
+from bot.redact import guard
 from bot.repo_config import (
     CONFIG_PATH,
     ORG_CONFIG_PATH,
@@ -244,6 +246,26 @@ def _mapped(exc: Exception, what: str) -> GitHubError:
     return GitHubError(f"GitHub refused {what}: HTTP {status}", reason=f"github_{status}")
 
 
+# --- secreview:egress-guard (owned by bot/redact; keep this block whole when rebasing) ---
+
+
+def _egress_guard(verb: str, path: str, body: Any) -> None:
+    """Refuse to post a body that still holds a secret; SARIF is checked before its gzip."""
+    kind = guard.check(json.dumps(body, ensure_ascii=False).encode())
+    sarif = body.get("sarif") if isinstance(body, Mapping) else None
+    if kind is None and isinstance(sarif, str):
+        try:
+            kind = guard.check(gzip.decompress(base64.b64decode(sarif)))
+        except (ValueError, OSError):
+            kind = None  # not SARIF we encoded: the plain check above is all we can do
+    if kind is not None:
+        log.warning("egress guard blocked %s %s: it holds a %s", verb, path, kind)
+        raise PublishBlocked(f"refused to send {verb} {path}: it holds a {kind}", kind=kind)
+
+
+# --- end secreview:egress-guard ---
+
+
 def _retry_after(headers: Mapping[str, str]) -> float:
     """Seconds to wait: ``retry-after``, else until ``x-ratelimit-reset``, else a minute."""
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -284,6 +306,8 @@ class Installation(Publishing):
         body: Any = None,
         accept: str = "application/vnd.github+json",
     ) -> tuple[int, dict[str, str], str]:
+        if body is not None:
+            _egress_guard(verb, path, body)
         requester = self._client().requester
         status, headers, text = requester.requestJson(
             verb,

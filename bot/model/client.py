@@ -15,8 +15,9 @@ from typing import Any, Literal, Protocol, Self
 import httpx
 
 from bot.config import DEFAULT_WORKERS_AI_BASE_URL, Settings
-from bot.errors import ModelError, ModelTimeout, PayloadTooLarge
+from bot.errors import EgressBlocked, ModelError, ModelTimeout, PayloadTooLarge
 from bot.model.errors import batch_error, errors_of, map_error, scrub
+from bot.redact import guard
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,37 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
 
 
 # --- HTTP clients ------------------------------------------------------------------------------
+# --- secreview:egress-guard (owned by bot/redact; keep this block whole when rebasing) ---
+
+
+def _egress_guard(payload: Any, content: bytes, references: Sequence[str]) -> None:
+    """Refuse to send a body that still holds a secret (``bot.redact.guard``).
+
+    Each request of a batch is checked on its own, all before anything is sent, so the error
+    names every blocked reference; the values themselves are never logged.
+    """
+    items = payload.get("requests") if isinstance(payload, Mapping) else None
+    if isinstance(items, list):
+        blocked = [
+            (str(item.get("external_reference", i)), kind)
+            for i, item in enumerate(items)
+            if (kind := guard.check(_dumps(item))) is not None
+        ]
+    else:
+        kind = guard.check(content)
+        blocked = [(ref, kind) for ref in (references or ("request",))] if kind else []
+    if blocked:
+        refs = tuple(ref for ref, _ in blocked)
+        kinds = tuple(sorted({kind for _, kind in blocked}))
+        log.warning("egress guard blocked %d request(s) %s: %s", len(refs), refs, kinds)
+        raise EgressBlocked(
+            f"{len(refs)} request(s) still held a secret ({', '.join(kinds)}) and were not sent",
+            references=refs,
+            kinds=kinds,
+        )
+
+
+# --- end secreview:egress-guard ---
 
 
 class _HTTPBackend:
@@ -274,10 +306,16 @@ class _HTTPBackend:
         return headers
 
     def _post(
-        self, url: str, payload: Any, affinity: str, params: Mapping[str, str] | None = None
+        self,
+        url: str,
+        payload: Any,
+        affinity: str,
+        params: Mapping[str, str] | None = None,
+        references: Sequence[str] = (),
     ) -> dict[str, Any]:
         """POST JSON with retries on capacity, timeouts, 5xx and transport errors."""
         content = _dumps(payload)
+        _egress_guard(payload, content, references)
         attempt = 0
         previous: ModelError | None = None
         while True:
@@ -367,7 +405,8 @@ class WorkersAIClient(_HTTPBackend):
 
     def run(self, request: ModelRequest, *, affinity: str) -> ModelResult:
         """One synchronous chat completion."""
-        data = self._post(self.url, request_body(request, self.response_format), affinity)
+        body = request_body(request, self.response_format)
+        data = self._post(self.url, body, affinity, references=(request.external_reference,))
         content, usage = parse_completion(data.get("result"))
         return _result(request.external_reference, content, usage)
 
@@ -536,7 +575,9 @@ class OpenAICompatibleClient(_HTTPBackend):
             fmt = format_variant(self.response_format, mode) or {}
             body = {"model": self.model, **request_body(request, fmt)}
             try:
-                data = self._post(self.url, body, affinity)
+                data = self._post(
+                    self.url, body, affinity, references=(request.external_reference,)
+                )
             except ModelError as exc:
                 fallback = _next_mode(mode) if self.response_format else None
                 if fallback is None or not format_rejected(exc):

@@ -5,27 +5,31 @@ the joined text of a hunk: from a BEGIN line forward over body lines to END, or 
 BEGIN lies outside the text (a hunk that starts mid-key) backward. Body lines may be wrapped in
 string syntax ('"MIIE...\\n" +'), YAML indentation, or all sit on one JSON line
 ("-----BEGIN ...\\nMIIE...\\n-----END ...").
+
+Patterns run on RE2; each line is searched once for its BEGIN and END markers (never again from
+an offset, which would make a line of many markers quadratic).
 """
 
 from __future__ import annotations
 
-import re
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.redact.linear import compile as _rx
 from bot.redact.values import count_placeholders, is_placeholder
 
 BodyKind = Literal["long", "short", "skip", "other"]
 
-_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----")
-_END = re.compile(r"-----END[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----")
-_ESCAPE = re.compile(r"\\[nrt]")
-_RUN = re.compile(r"[A-Za-z0-9+/=]{2,}")
-_WRAPPING = re.compile(r"[\s\"'`+,;()|>\\]+")
-_BODY = re.compile(r"[A-Za-z0-9+/]+={0,2}")
-_PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
-_PEM_HEADER = re.compile(r"\s*[\"'`]?(?:Proc-Type|DEK-Info|Comment|Version):")
+_BEGIN = _rx(r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----")
+_END = _rx(r"-----END[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----")
+_ESCAPE = _rx(r"\\[nrt]")
+_RUN = _rx(r"[A-Za-z0-9+/=]{2,}")
+_WRAPPING = _rx(r"[\s\"'`+,;()|>\\]+")
+_BODY = _rx(r"[A-Za-z0-9+/]+={0,2}")
+_PLACEHOLDER = _rx(r"\[REDACTED:[a-z0-9-]+\]")
+_PEM_HEADER = _rx(r"\s*[\"'`]?(?:Proc-Type|DEK-Info|Comment|Version):")
 _MAX_LINES = 400  # an 8192-bit RSA key is about 100 lines of 64 characters
 _LONG_BODY = 16  # shorter base64 lines count only as the last line before END
 _MIN_KEY = 24  # base64 characters; "XXXX\nXXXX" in documentation is not a key
@@ -54,11 +58,16 @@ class _Builder:
 
     def build(self, first: int) -> KeyBlock | None:
         material = "".join(self.material)
-        if len(material) < _MIN_KEY or is_placeholder(material, loose=False):
+        if len(material) < _MIN_KEY or _dummy(material):
             return None
         spans = tuple(sorted(self.spans))
         first = min(first, spans[0][0])
         return KeyBlock(first, self.column, spans[-1][0], spans)
+
+
+def _dummy(material: str) -> bool:
+    """Documentation key bodies ("XXXX...", "MIIE...EXAMPLE"); long runs are normal in real ones."""
+    return is_placeholder(material, loose=False, runs=False) or len(set(material)) <= 6
 
 
 def body_kind(line: str) -> BodyKind:
@@ -71,7 +80,7 @@ def body_kind(line: str) -> BodyKind:
         return "skip" if not residue else "other"
     if not residue:
         return "skip"
-    if not _BODY.fullmatch(residue):
+    if not _BODY.full(residue):
         return "other"
     return "long" if len(residue) >= _LONG_BODY else "short"
 
@@ -101,7 +110,7 @@ def _forward(lines: list[str], i: int, block: _Builder) -> int:
         kind = body_kind(lines[j])
         if kind == "other":
             return j - 1
-        if kind == "short" and not (j + 1 < len(lines) and _END.search(lines[j + 1])):
+        if kind == "short" and not (j + 1 < len(lines) and _END.test(lines[j + 1])):
             return j - 1  # a short line ends a body only right before END
         if kind != "skip":
             block.add(lines, j, _body_span(lines[j]))
@@ -125,19 +134,26 @@ def _backward(lines: list[str], i: int, end_col: int) -> KeyBlock | None:
 
 def _line_blocks(lines: list[str], i: int) -> tuple[list[KeyBlock | None], int]:
     """The blocks that start (or, for an orphan END, end) on line ``i``; and the last line used."""
-    line, pos = lines[i], 0
+    line = lines[i]
+    begins = [m.span() for m in _BEGIN.finditer(line)]
+    ends = [m.span() for m in _END.finditer(line)]
+    end_starts = [s for s, _ in ends]
     blocks: list[KeyBlock | None] = []
-    while begin := _BEGIN.search(line, pos):
-        block = _Builder(begin.start())
-        end = _END.search(line, begin.end())
-        block.add(lines, i, _body_span(line, begin.end(), end.start() if end else None))
+    pos = 0
+    for start, stop in begins:
+        if start < pos:
+            continue  # inside the block just closed
+        block = _Builder(start)
+        k = bisect.bisect_left(end_starts, stop)
+        end = ends[k] if k < len(ends) else None
+        block.add(lines, i, _body_span(line, stop, end[0] if end else None))
         if end is None:
             last = _forward(lines, i, block)
             return [*blocks, block.build(i)], last
         blocks.append(block.build(i))
-        pos = end.end()
-    if not blocks and (end := _END.search(line)):
-        blocks.append(_backward(lines, i, end.start()))
+        pos = end[1]
+    if not blocks and ends:
+        blocks.append(_backward(lines, i, ends[0][0]))
     return blocks, i
 
 

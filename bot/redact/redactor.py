@@ -1,4 +1,10 @@
-"""Secret detection and placeholder redaction, applied before any text leaves the process."""
+"""Secret detection and placeholder redaction, applied before any text leaves the process.
+
+``redact_text`` finds every secret in a text (one RE2 prefilter pass over the whole text, then
+each detector once over the lines its family flagged) and replaces it with a typed placeholder.
+Lines marked ``gitleaks:allow`` or ``pragma: allowlist secret`` are still redacted (the value
+never leaves) but not reported; ``Redacted.allowed`` counts them.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.diff import ChangedFile, DiffLine, Hunk
-from bot.findings import Finding, Severity
+from bot.findings import Finding
 from bot.redact import rules
+from bot.redact.detector import Detector
 from bot.redact.pem import find_key_blocks
+from bot.redact.report import evidence as _evidence
+from bot.redact.report import finding as _finding
 from bot.redact.rules import PRIVATE_KEY
 from bot.redact.values import count_placeholders, placeholder, placeholder_spans
 
@@ -19,13 +28,18 @@ __all__ = [
     "KINDS",
     "Redacted",
     "SecretHit",
+    "confident_kind",
     "count_placeholders",
+    "detect",
     "redact_files",
     "redact_text",
+    "redact_with_values",
     "scan_text",
 ]
 
-KINDS: tuple[str, ...] = (PRIVATE_KEY, *(d.kind for d in rules.DETECTORS))
+KINDS: tuple[str, ...] = (PRIVATE_KEY, *dict.fromkeys(d.kind for d in rules.DETECTORS))
+ALLOW_MARKERS = ("gitleaks:allow", "pragma: allowlist secret")
+_ALLOW_NEXT = "pragma: allowlist nextline secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +48,8 @@ class SecretHit:
 
     ``digest`` is a short sha256 of the value, so equal secrets can be matched without keeping
     the value itself anywhere. ``end_line`` is the last line of a secret that spans several
-    lines (a private-key block), None for a one-line secret.
+    lines (a private-key block), None for a one-line secret. ``allowed`` marks a hit on a line
+    its author marked with an allow comment: redacted, not reported.
     """
 
     kind: str
@@ -43,6 +58,7 @@ class SecretHit:
     placeholder: str
     digest: str
     end_line: int | None = None
+    allowed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,30 +68,46 @@ class Redacted:
     text: str
     hits: tuple[SecretHit, ...]
 
+    @property
+    def reported(self) -> tuple[SecretHit, ...]:
+        """The hits to report (not on an allow-commented line)."""
+        return tuple(h for h in self.hits if not h.allowed)
+
+    @property
+    def allowed(self) -> int:
+        """How many secrets sat on allow-commented lines."""
+        return sum(1 for h in self.hits if h.allowed)
+
 
 Span = tuple[int, int, str]  # start, end, kind — one redacted stretch of one line
+Found = tuple[SecretHit, str]  # a hit and its value (values stay in memory, never in a result)
 
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
-def _key_hits(
-    lines: list[str], candidates: list[int], spans: dict[int, list[Span]]
-) -> list[SecretHit]:
+def _allowed(lines: list[str], i: int) -> bool:
+    line = lines[i]
+    if any(marker in line for marker in ALLOW_MARKERS):
+        return True
+    return i > 0 and _ALLOW_NEXT in lines[i - 1]
+
+
+def _key_hits(lines: list[str], candidates: list[int], spans: dict[int, list[Span]]) -> list[Found]:
     """Claim the spans of every private-key block; one hit per block."""
-    hits = []
+    hits: list[Found] = []
     for block in find_key_blocks(lines, candidates):
         for i, start, end in block.spans:
             spans.setdefault(i, []).append((start, end, PRIVATE_KEY))
         value = "\n".join(lines[i][start:end] for i, start, end in block.spans)
         end_line = block.last + 1 if block.last != block.first else None
-        hits.append(
-            SecretHit(
-                PRIVATE_KEY, block.first + 1, block.column, placeholder(PRIVATE_KEY),
-                _digest(value), end_line,
-            )
+        allowed = _allowed(lines, block.first)
+        hit = SecretHit(
+            PRIVATE_KEY, block.first + 1, block.column, placeholder(PRIVATE_KEY),
+            _digest(value), end_line, allowed,
         )  # fmt: skip
+        hits.append((hit, value))
     return hits
 
 
@@ -106,68 +138,127 @@ class _Taken:
         self.ends.insert(i, end)
 
 
-def _detect_line(
-    line: str, families: frozenset[str], claimed: list[Span]
-) -> list[tuple[Span, str]]:
-    """New spans on one line (with their values), skipping anything already claimed."""
-    taken = _Taken([(s, e) for s, e, _ in claimed] + placeholder_spans(line))
-    found: list[tuple[Span, str]] = []
-    lowered = line.lower() if "kw" in families else ""
-    for detector in rules.detectors_for(families):
-        if detector.needs and not _has_any(lowered, detector.needs):
+def confident_kind(text: str) -> str | None:
+    """The kind of the first high-confidence secret in ``text`` (the egress guard's detectors:
+    provider formats and private keys, never name-based guesses), or None."""
+    candidates = _candidates(text, keywords=False)
+    if not candidates:
+        return None
+    lines = text.split("\n")
+    if "pkey" in candidates and find_key_blocks(lines, candidates["pkey"]):
+        return PRIVATE_KEY
+    joined: dict[str, _Lines] = {}
+    for detector in rules.detectors_for(frozenset(candidates)):
+        if not detector.confident:
             continue
-        for m in detector.pattern.finditer(line):
-            group = rules.value_group(m)
-            start, end = m.span(group)
-            if taken.overlaps(start, end) or not detector.check(m):
-                continue
-            taken.add(start, end)
-            found.append(((start, end, detector.kind), m.group(group)))
-    return found
+        if detector.family not in joined:
+            joined[detector.family] = _Lines(lines, candidates[detector.family])
+        for m in detector.pattern.finditer(joined[detector.family].text):
+            if detector.accepts(m) is not None:
+                return detector.kind
+    return None
 
 
-def _has_any(text: str, words: tuple[str, ...]) -> bool:
-    # A plain loop: this runs for every candidate line and a generator costs more than the test.
-    for word in words:  # noqa: SIM110
-        if word in text:
-            return True
-    return False
+def _candidates(text: str, *, keywords: bool = True) -> dict[str, list[int]]:
+    """Family → ascending indexes of the lines where one of its anchors occurs (two RE2 passes
+    over the UTF-8 bytes: only line numbers are needed, and bytes keep a newline a newline)."""
+    data = text.encode("utf-8", "surrogatepass")
+    found: dict[str, set[int]] = {}
+    for line, group in rules.PREFILTER.lines(data):
+        found.setdefault(rules.FAMILIES[group - 1], set()).add(line)
+    keyword_lines = [line for line, _ in rules.KEYWORDS.lines(data, once=True)] if keywords else []
+    if keyword_lines:
+        found["kw"] = set(keyword_lines)
+    return {family: sorted(lines) for family, lines in found.items()}
 
 
-def _candidates(text: str) -> dict[int, frozenset[str]]:
-    """Line index → families of the prefilter anchors present on that line."""
-    found: dict[int, set[str]] = {}
-    folded: str | None = None
-    for family, anchor, fold in rules.ANCHORS:
-        if fold and folded is None:
-            folded = text.lower()
-        subject = folded if fold and folded is not None else text
-        line, last = 0, 0
-        for m in anchor.finditer(subject):
-            line += subject.count("\n", last, m.start())
-            last = m.start()
-            found.setdefault(line, set()).add(family)
-    return {i: frozenset(f) for i, f in found.items()}
+class _Lines:
+    """The candidate lines of one family joined into one text, so each of its detectors reads
+    them in one call (RE2 calls cost tens of microseconds each: per line, that adds up)."""
+
+    def __init__(self, lines: list[str], indexes: list[int]) -> None:
+        self.indexes = indexes
+        self.starts: list[int] = []
+        pos = 0
+        for i in indexes:
+            self.starts.append(pos)
+            pos += len(lines[i]) + 1
+        self.text = "\n".join(lines[i] for i in indexes)
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        """(line index, column) of an offset in the joined text."""
+        k = bisect.bisect_right(self.starts, offset) - 1
+        return self.indexes[k], offset - self.starts[k]
+
+
+def _run(
+    detector: Detector, joined: _Lines, taken: dict[int, _Taken], lines: list[str]
+) -> list[tuple[int, int, int, str]]:
+    """(line, start, end, value) of each new claim of ``detector`` on its family's lines."""
+    out = []
+    for m in detector.pattern.finditer(joined.text):
+        found = detector.accepts(m)
+        if found is None:
+            continue
+        start, end = found
+        i, column = joined.locate(start)
+        claims = taken.get(i)
+        if claims is None:
+            claims = taken[i] = _Taken(placeholder_spans(lines[i]))
+        if claims.overlaps(column, column + end - start):
+            continue
+        claims.add(column, column + end - start)
+        out.append((i, column, column + end - start, joined.text[start:end]))
+    return out
+
+
+def detect(text: str) -> tuple[list[str], dict[int, list[Span]], list[Found]]:
+    """The lines of ``text``, the spans to redact on each, and each hit with its value."""
+    candidates = _candidates(text)
+    lines = text.split("\n")
+    if not candidates:
+        return lines, {}, []
+    spans: dict[int, list[Span]] = {}
+    found = _key_hits(lines, candidates.get("pkey", []), spans)
+    taken = {
+        i: _Taken([(s, e) for s, e, _ in sp] + placeholder_spans(lines[i]))
+        for i, sp in spans.items()
+    }
+    joined: dict[str, _Lines] = {}
+    allow: dict[int, bool] = {}
+    for detector in rules.detectors_for(frozenset(candidates)):
+        if detector.family not in joined:
+            joined[detector.family] = _Lines(lines, candidates[detector.family])
+        for i, start, end, value in _run(detector, joined[detector.family], taken, lines):
+            spans.setdefault(i, []).append((start, end, detector.kind))
+            if i not in allow:  # once per line: a minified line may hold thousands of hits
+                allow[i] = _allowed(lines, i)
+            hit = SecretHit(
+                detector.kind, i + 1, start, placeholder(detector.kind), _digest(value),
+                allowed=allow[i],
+            )  # fmt: skip
+            found.append((hit, value))
+    found.sort(key=lambda f: (f[0].line, f[0].column, rules.ORDER.get(f[0].kind, -1)))
+    return lines, spans, found
 
 
 def redact_text(text: str) -> Redacted:
     """Replace each secret in ``text`` with a typed placeholder such as ``[REDACTED:jwt]``."""
-    candidates = _candidates(text)
-    if not candidates:
-        return Redacted(text, ())
-    lines = text.split("\n")
-    spans: dict[int, list[Span]] = {}
-    hits = _key_hits(lines, sorted(i for i, f in candidates.items() if "pkey" in f), spans)
-    for i in sorted(candidates):
-        for (start, end, kind), value in _detect_line(lines[i], candidates[i], spans.get(i, [])):
-            spans.setdefault(i, []).append((start, end, kind))
-            hits.append(SecretHit(kind, i + 1, start, placeholder(kind), _digest(value)))
+    lines, spans, found = detect(text)
     if not spans:
         return Redacted(text, ())
     for i, line_spans in spans.items():
         lines[i] = _apply(lines[i], line_spans)
-    hits.sort(key=lambda h: (h.line, h.column, rules.ORDER.get(h.kind, -1)))
-    return Redacted("\n".join(lines), tuple(hits))
+    return Redacted("\n".join(lines), tuple(hit for hit, _ in found))
+
+
+def redact_with_values(text: str) -> tuple[Redacted, list[tuple[str, str]]]:
+    """``redact_text`` plus the (kind, value) of each secret, for a run's other occurrences."""
+    lines, spans, found = detect(text)
+    if not spans:
+        return Redacted(text, ()), []
+    redacted = Redacted(_joined(lines, spans), tuple(hit for hit, _ in found))
+    return redacted, [(hit.kind, value) for hit, value in found]
 
 
 def _apply(line: str, spans: list[Span]) -> str:
@@ -179,110 +270,15 @@ def _apply(line: str, spans: list[Span]) -> str:
     return "".join(pieces)
 
 
-# --- findings -----------------------------------------------------------------------------------
-
-_META = {d.kind: d for d in rules.DETECTORS}
-_KEY_IMPACT = (
-    "impersonate the key's owner: decrypt data and traffic encrypted to it, sign code, tokens or "
-    "commits, or log in wherever the matching public key is trusted"
-)
-_EVIDENCE_MAX = 240
-
-
-def _describe(kind: str) -> tuple[str, str, bool, bool]:
-    """(label, impact, critical, generic) of a kind."""
-    if kind == PRIVATE_KEY:
-        return "private key", _KEY_IMPACT, True, False
-    d = _META[kind]
-    return d.label, d.impact, d.critical, d.generic
-
-
-def _recommendation(kind: str, label: str) -> str:
-    purge = (
-        "Purge it from git history (git filter-repo or BFG, then force-push and have "
-        "collaborators re-clone): deleting the line in a later commit leaves it in every "
-        "earlier one."
-    )
-    if kind == PRIVATE_KEY:
-        return (
-            "Treat the key as compromised: generate a new key pair, replace the public key "
-            "wherever the old one is trusted (servers, deploy keys, certificates) and revoke the "
-            "old one. Keep the new key out of the repository — load it at run time from a secret "
-            "manager (Vault, AWS Secrets Manager, GitHub Actions secrets) or a file outside the "
-            f"repo. {purge}"
-        )
-    if kind == "url-password":
-        return (
-            "Change the password on the service the URL points to, and build the URL at run time "
-            "from an environment variable or a secret manager instead of a literal. " + purge
-        )
-    lead = (
-        "If this is a real credential, rotate" if kind == "generic-secret" else "Revoke or rotate"
-    )
-    return (
-        f"{lead} this {label} now and treat it as compromised. Load the replacement at run time "
-        "from a secret manager (Vault, AWS Secrets Manager, GitHub Actions or Cloudflare "
-        f"secrets) or an environment variable, never from a literal in code. {purge}"
-    )
-
-
-def _evidence(line: str, column: int) -> str:
-    """The redacted line, cut to a window around the placeholder when the line is very long."""
-    text = line.strip()
-    if len(text) <= _EVIDENCE_MAX:
-        return text
-    offset = len(line) - len(line.lstrip())
-    start = max(0, min(column - offset - _EVIDENCE_MAX // 3, len(text) - _EVIDENCE_MAX))
-    return text[start : start + _EVIDENCE_MAX]
-
-
-def _article(label: str) -> str:
-    return "an" if label[0] in "AEIOU" or label.startswith("npm") else "a"
-
-
-def _finding(path: str, line: int, kind: str, evidence: str) -> Finding:
-    """A secrets finding that names the kind of secret and never its value."""
-    label, impact, critical, generic = _describe(kind)
-    severity: Severity = "critical" if critical else "high"
-    caveat = (
-        " It was recognised by its name and randomness (a high-entropy literal assigned to a "
-        "secret-looking name), not by a provider format, so check it is not test data."
-        if generic
-        else ""
-    )
-    return Finding(
-        path=path,
-        line=line,
-        severity=severity,
-        cwe="CWE-798",
-        title=f"Hard-coded {label}",
-        description=(
-            f"Line {line} of {path} commits {_article(label)} {label} in clear text (redacted "
-            "here, and never sent to the model). Every clone, fork, CI log and package built from "
-            "this commit carries "
-            f"it, and it stays in git history after the line is removed.{caveat}"
-        ),
-        exploit_scenario=(
-            "Anyone who can read the repository or its history (a contributor, a leaked clone, "
-            "a public fork, or one of the bots that scrape GitHub pushes for keys within minutes) "
-            f"can {impact}."
-        ),
-        recommendation=_recommendation(kind, label),
-        confidence=0.7 if generic else 0.9,
-        evidence=evidence,
-        source="secrets",
-    )
-
-
 def scan_text(path: str, text: str) -> list[Finding]:
-    """Secrets findings for a whole file's text (full-repository scan)."""
+    """Secrets findings for a whole file's text (full-repository scan; allowed lines excluded)."""
     redacted = redact_text(text)
     if not redacted.hits:
         return []
     lines = redacted.text.split("\n")
     return [
         _finding(path, hit.line, hit.kind, _evidence(lines[hit.line - 1], hit.column))
-        for hit in redacted.hits
+        for hit in redacted.reported
     ]
 
 
@@ -294,20 +290,36 @@ def scan_text(path: str, text: str) -> list[Finding]:
 _SEPARATOR = "\x00"
 
 
-def _redact_lines(texts: list[str]) -> tuple[list[str], tuple[SecretHit, ...]]:
+@dataclass(frozen=True, slots=True)
+class DiffRedaction:
+    """Redacted files, their secrets findings, the allow-commented count, and (kind, value) of
+    every secret found: the values are for the run's redaction of other occurrences only."""
+
+    files: list[ChangedFile]
+    findings: list[Finding]
+    allowed: int
+    values: list[tuple[str, str]]
+
+
+def _redact_lines(texts: list[str]) -> tuple[list[str], list[Found]]:
     """Redact consecutive lines as one text, so a private-key block is seen whole."""
     if any("\n" in t for t in texts):  # never expected; keep line alignment regardless
-        parts = [redact_text(t) for t in texts]
-        hits = tuple(
-            dataclasses.replace(h, line=i + 1, end_line=None)
-            for i, p in enumerate(parts)
-            for h in p.hits
-        )
-        return [p.text for p in parts], hits
-    redacted = redact_text("\n".join(texts))
-    if not redacted.hits:
-        return texts, ()
-    return redacted.text.split("\n"), redacted.hits
+        out, found = [], []
+        for i, t in enumerate(texts):
+            lines, spans, hits = detect(t)
+            out.append(_joined(lines, spans))
+            found += [(dataclasses.replace(h, line=i + 1, end_line=None), v) for h, v in hits]
+        return out, found
+    lines, spans, found = detect("\n".join(texts))
+    if not spans:
+        return texts, []
+    return _joined(lines, spans).split("\n"), found
+
+
+def _joined(lines: list[str], spans: dict[int, list[Span]]) -> str:
+    for i, line_spans in spans.items():
+        lines[i] = _apply(lines[i], line_spans)
+    return "\n".join(lines)
 
 
 def _layout(files: Sequence[ChangedFile]) -> tuple[list[str], list[int]]:
@@ -333,43 +345,58 @@ def _first_added(lines: Sequence[DiffLine], first: int, last: int) -> int | None
 
 def _rebuild(
     path: str, hunk: Hunk, texts: list[str], start: int, hits: list[SecretHit]
-) -> tuple[Hunk, list[Finding]]:
-    """``hunk`` with its redacted texts (its section at ``start``) and its added lines' findings."""
+) -> tuple[Hunk, list[Finding], int]:
+    """``hunk`` with its redacted texts (its section at ``start``), its added lines' findings,
+    and how many of its added-line secrets were allow-commented."""
     new = texts[start + 1 : start + 1 + len(hunk.lines)]
     lines = tuple(
         ln if text == ln.text else dataclasses.replace(ln, text=text)
         for ln, text in zip(hunk.lines, new, strict=True)
     )
     findings = []
+    allowed = 0
     for hit in hits:
         first = hit.line - 2 - start  # index into lines; -1 is the section line
         added = _first_added(lines, first, (hit.end_line or hit.line) - 2 - start)
-        if added is not None:
-            line = lines[added]
-            evidence = _evidence(line.text, hit.column if added == first else 0)
-            findings.append(_finding(path, line.new_lineno or 0, hit.kind, evidence))
-    return dataclasses.replace(hunk, lines=lines, section=texts[start]), findings
+        if added is None:
+            continue
+        if hit.allowed:
+            allowed += 1
+            continue
+        line = lines[added]
+        evidence = _evidence(line.text, hit.column if added == first else 0)
+        findings.append(_finding(path, line.new_lineno or 0, hit.kind, evidence))
+    return dataclasses.replace(hunk, lines=lines, section=texts[start]), findings, allowed
 
 
-def redact_files(files: Sequence[ChangedFile]) -> tuple[list[ChangedFile], list[Finding]]:
+def redact_diff(files: Sequence[ChangedFile]) -> DiffRedaction:
     """Redact the lines of each file; each secret on an added line becomes a secrets finding."""
     texts, starts = _layout(files)
-    texts, hits = _redact_lines(texts)
-    if not hits:
-        return list(files), []
+    texts, found = _redact_lines(texts)
+    if not found:
+        return DiffRedaction(list(files), [], 0, [])
     by_hunk: dict[int, list[SecretHit]] = {}
-    for hit in hits:
+    for hit, _ in found:
         by_hunk.setdefault(bisect.bisect_right(starts, hit.line - 1) - 1, []).append(hit)
     out: list[ChangedFile] = []
     findings: list[Finding] = []
-    k = 0
+    allowed = k = 0
     for file in files:
         hunks = list(file.hunks)
         for j, hunk in enumerate(file.hunks):
             if k in by_hunk:
-                hunks[j], found = _rebuild(file.path, hunk, texts, starts[k], by_hunk[k])
-                findings.extend(found)
+                hunks[j], found_here, allowed_here = _rebuild(
+                    file.path, hunk, texts, starts[k], by_hunk[k]
+                )
+                findings.extend(found_here)
+                allowed += allowed_here
             k += 1
         changed = any(a is not b for a, b in zip(hunks, file.hunks, strict=True))
         out.append(dataclasses.replace(file, hunks=tuple(hunks)) if changed else file)
-    return out, findings
+    return DiffRedaction(out, findings, allowed, [(h.kind, v) for h, v in found])
+
+
+def redact_files(files: Sequence[ChangedFile]) -> tuple[list[ChangedFile], list[Finding]]:
+    """Redact the lines of each file; each secret on an added line becomes a secrets finding."""
+    done = redact_diff(files)
+    return done.files, done.findings

@@ -1,71 +1,86 @@
-"""The secret detector table: prefilter anchors and one-line detectors with their checks.
+"""The detector table and its prefilter: provider formats first, then connection strings, then
+secrets recognised by the name they are assigned to.
 
-Split out of ``bot/redact.py``, which applies these rules; multi-line private-key blocks are in
-``bot/redact_pem.py`` and value heuristics in ``bot/redact_values.py``. Detectors run in table
-order and the first to claim a span wins, so provider formats come before name-based ones.
+Detectors run in table order and the first to claim a span wins. A line is only worth checking
+if one of the prefilter anchors occurs in it: all anchors are one RE2 alternation, so the whole
+text is read once, and each anchor names the family of detectors to run on its lines.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from bot.redact.values import is_placeholder, plausible_secret, shannon_entropy
+from bot.redact.connections import CONNECTIONS
+from bot.redact.detector import ALNUM, BASE64, TOKEN, Detector, check_random
+from bot.redact.linear import Match, group, span
+from bot.redact.linear import compile as _rx
+from bot.redact.providers import PROVIDERS
+from bot.redact.values import plausible_secret
 
 PRIVATE_KEY = "private-key"
 
-# A line can only hold a secret if one of these cheap anchors occurs in it; each anchor names the
-# family of detectors worth running on that line. Every anchor starts with a literal, so the
-# regex engine can skip ahead with a fast substring search: one big alternation is ~20x slower.
-# Keyword anchors run over the lowercased text (lowercasing never adds or removes a newline, so
-# line numbers agree) because case-insensitive matching also defeats the fast search.
-_ANCHORS: tuple[tuple[str, str, bool], ...] = (
-    ("aws", r"A(?:KIA|SIA|BIA|CCA)", False),
-    ("github", r"gh[pousr]_", False),
-    ("github", r"github_pat_", False),
-    ("gitlab", r"glpat-", False),
-    ("slack", r"xox[abprs]-", False),
-    ("slack", r"hooks\.slack\.com/", False),
-    ("stripe", r"k_live_", False),
-    ("google", r"AIza", False),
-    ("sk", r"sk-", False),
-    ("sendgrid", r"SG\.", False),
-    ("npm", r"npm_", False),
-    ("pypi", r"pypi-", False),
-    ("jwt", r"eyJ", False),
-    ("twilio", r"SK(?=[0-9a-f]{32})", False),
-    ("url", r"://(?=[^\s/@]*@)", False),
-    ("pkey", r"PRIVATE KEY", False),
-    *(("kw", word, True) for word in ("secret", "token", "passw", "pwd", "auth", "key")),
-)
-ANCHORS: tuple[tuple[str, re.Pattern[str], bool], ...] = tuple(
-    (family, re.compile(rx), folded) for family, rx, folded in _ANCHORS
-)
+# family → anchor. Keyword anchors are case-insensitive inside the pattern (RE2 keeps that linear).
+_ANCHORS: tuple[tuple[str, str], ...] = (
+    ("aws", r"A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA"),
+    ("github", r"gh[pousr]_|github_pat_"),
+    ("gitlab", r"gl(?:pat|dt|rt|ptt|soat|oas|ft|imt|cbt|ffct|agent)-|GR1348941"),
+    ("slack", r"xox[abposre][.-]|xapp-|hooks\.slack\.com/"),
+    ("stripe", r"[rs]k_(?:live|prod)_|whsec_"),
+    ("google", r"AIza|GOCSPX-"),
+    ("sk", r"sk-"),
+    ("ai", r"hf_|api_org_|gsk_|pplx-|r8_|xai-"),
+    ("sendgrid", r"SG\."),
+    ("registry", r"npm_|pypi-|rubygems_|dckr_|oy2"),
+    ("twilio", r"SK[0-9a-f]{32}"),
+    ("jwt", r"eyJ"),
+    ("cloud", r"do[opr]_v1_|hv[sb]\.|\.atlasv1\.|LTAI|pul-|sbp_|pscale_|fo1_|HRKU-|dp\."
+              r"|AGE-SEC|dapi"),
+    ("saas", r"shp(?:at|ca|pa|ss)_|glsa_|glc_|sntry|NR(?:AK|II|JS)-|lin_api_|PMAK-|ATATT3|ntn_"
+             r"|xkeysib-|sq0|EAAA|rzp_live_|key-[0-9a-f]|-us[0-9]"),
+    ("chat", r"discord(?:app)?\.com/api/webhooks/|[0-9]{8}:A"),
+    ("azure", r"Q~|AccountKey|SharedAccessKey|SharedSecretValue"),
+    ("url", r"://"),
+    ("dsn", r"@(?:tcp6?|unix)\("),
+    ("pdo", r"PDO[ \t]*\(|mysqli?_?(?:connect)?[ \t]*\("),
+    ("cli", r"[ \t](?:-u|--user|-p|--password=|-a)[ \t=]?"),
+    ("pkey", r"PRIVATE KEY"),
+)  # fmt: skip
+PREFILTER = _rx("|".join(f"({rx})" for _, rx in _ANCHORS))
+FAMILIES: tuple[str, ...] = tuple(family for family, _ in _ANCHORS)  # group i+1 → FAMILIES[i]
+# Names are a second pass of their own, so that no other anchor's match can hide a keyword.
+KEYWORDS = _rx(r"(?i:secret|token|pass|pwd|auth|key|credential|creds|bearer)")
 
 # Assignment operators of the languages and formats we see: = := => and : (YAML, JSON, dicts),
 # plus comparisons with a literal (== != === !==): the literal is just as hard-coded. "=~" (a
-# regex match) and "::" (a scope) are neither. An optional type annotation may sit before "=".
+# regex match) and "::" (a scope) are neither (checked after the match: RE2 has no look-ahead).
+# An optional type annotation may sit before "=".
 _ASSIGN = (
-    r"""["'`\]]{0,2}\s*(?::\s*[A-Za-z_][\w\[\], .|]{0,40}?\s*(?==))?\s*"""
-    r"""(?P<op>[!=]==?|:=|=>|=(?![=~])|:(?!:))\s*"""
+    r"""["'`\]]{0,2}[ \t]*(?::[ \t]*[A-Za-z_][\w\[\], .|]{0,40}?[ \t]*)?"""
+    r"""(?P<op>[!=]==?|:=|=>|=|:)[ \t]*"""
 )
 _OPEN_QUOTE = r"""(?:[rRbBuUfF]{0,2}["'`])?"""  # a string literal's prefix and quote
 # An HTTP authorization scheme may precede the credential: "Authorization: Bearer <token>".
-_SCHEME = r"(?:(?i:bearer|basic|token)\s+)?"
+_SCHEME = r"(?:(?i:bearer|basic|token)[ \t]+)?"
 
 
 def _quoted(quote: str, group: str) -> str:
-    return rf"{quote}{_SCHEME}(?P<{group}>[^{quote}\\\r\n]{{12,400}}){quote}"
+    return rf"{quote}{_SCHEME}(?P<{group}>[^{quote}\\\r\n]{{12,}}){quote}"
 
 
 _QUOTED_OR_BARE = (
     r"(?:[rRbBuUfF]{0,2}(?:"
     + "|".join(_quoted(q, g) for q, g in (('"', "dq"), ("'", "sq"), ("`", "bq")))
-    + rf""")|{_SCHEME}(?P<b>[^\s"'`,;)}}\]<>]{{12,400}}))"""
+    + rf""")|{_SCHEME}(?P<b>[^\s"'`,;)}}\]<>]{{12,}}))"""
 )
-_VALUE_NAMES = ("v", "dq", "sq", "bq", "b")
 
+
+def _op_ok(m: Match) -> bool:
+    """The operator is an assignment or a comparison: not "=~" (a regex match), not "::"."""
+    op = group(m, "op")
+    end = span(m, "op")[1]
+    after = m.string[end : end + 1]
+    return not ((op == "=" and after in ("=", "~")) or (op == ":" and after == ":"))
+
+
+# --- names ---------------------------------------------------------------------------------------
 
 # Name endings that describe a secret without being one: token_url, password_field, secret_name.
 _NAME_SUFFIXES = (
@@ -74,240 +89,149 @@ _NAME_SUFFIXES = (
     "endpoint", "host", "port", "id", "ids", "hint", "label", "mode", "version", "scope",
     "scopes", "size", "limit", "expiry", "expires", "expires_at", "expiration", "class", "kind",
     "column", "index", "enabled", "method", "provider", "backend", "store", "cache", "source",
-    "policy", "strategy", "user", "username", "email",
+    "policy", "strategy", "user", "username", "email", "model", "arn", "form", "confirmation",
+    "hash", "hashed", "digest", "salt", "sha", "sha256", "md5", "checksum",
 )  # fmt: skip
 # Name parts of things that are not secrets: public keys, tokenizers, pagination cursors.
 _NAME_PARTS = (
     "public", "publishable", "tokeniz", "tokenis", "nexttoken", "next_token", "pagetoken",
     "page_token", "continuation", "idempotency", "clienttoken", "requesttoken", "request_token",
-    "changetoken", "lastused", "last_used",
+    "changetoken", "lastused", "last_used", "csrf",
 )  # fmt: skip
-_IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_STRONG = ("password", "passwd", "passphrase", "secret", "token", "credential", "creds",
+           "bearer", "authorization", "apikey", "accesskey", "privatekey")  # fmt: skip
+_WHOLE = frozenset(("pass", "pw", "pwd"))
+_AUTH_NEXT = frozenset(("key", "code", "value", "string", "str", "header", "basic"))
+_PAIRED = frozenset(("api", "access", "private"))
+_IDENT_CHARS = frozenset(ALNUM + "_.-")
 
 
-def _secret_name(m: re.Match[str]) -> bool:
+def segments(name: str) -> list[str]:
+    """Lower-case words of an identifier: snake, kebab, dotted, camelCase ("APIKey": api, key)."""
+    out: list[str] = []
+    word = ""
+    for i, c in enumerate(name):
+        if c in "_.-$ ":
+            if word:
+                out.append(word.lower())
+            word = ""
+            continue
+        if word and c.isupper():
+            prev_lower = word[-1].islower() or word[-1].isdigit()
+            next_lower = i + 1 < len(name) and name[i + 1].islower()
+            if prev_lower or (word[-1].isupper() and next_lower):
+                out.append(word.lower())
+                word = ""
+        word += c
+    if word:
+        out.append(word.lower())
+    return out
+
+
+def secret_like(name: str) -> bool:
+    """Whether an identifier names a secret (db_password, apiKey, AUTH) rather than something
+    about one (token_url, password_field, AUTH_USER_MODEL, unauthenticated)."""
+    lower = name.lower().rstrip(".-_")
+    if not lower or lower.endswith(_NAME_SUFFIXES) or any(w in lower for w in _NAME_PARTS):
+        return False
+    words = segments(name)
+    for i, word in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else None
+        if any(k in word for k in _STRONG) or word in _WHOLE:
+            return True
+        if word == "auth" and (following is None or following in _AUTH_NEXT):
+            return True
+        if word in _PAIRED and following == "key":
+            return True
+    return False
+
+
+def _secret_name(m: Match) -> bool:
     """Whether the assigned name (the whole identifier around the keyword) is secret-like."""
-    line, start = m.string, m.start("name")
+    line, (start, end) = m.string, span(m, "name")
     floor = max(0, start - 80)
     while start > floor and line[start - 1] in _IDENT_CHARS:
         start -= 1
-    name = line[start : m.end("name")].lower().rstrip(".-_")
-    return not name.endswith(_NAME_SUFFIXES) and not any(w in name for w in _NAME_PARTS)
-
-
-def value_group(m: re.Match[str]) -> str:
-    """The name of the group holding the secret value in a match of any detector."""
-    if m.lastgroup in _VALUE_NAMES:  # the value closes last in every pattern: the fast path
-        return m.lastgroup
-    for group in _VALUE_NAMES:
-        if group in m.re.groupindex and m.group(group) is not None:
-            return group
-    raise ValueError("detector matched without a value group")
+    return secret_like(line[start:end])
 
 
 _COMPARISONS = frozenset(("==", "!=", "===", "!=="))
+_MAX_VALUE = 400
 
 
-def _check_generic(m: re.Match[str]) -> bool:
-    group = value_group(m)
-    if group == "b" and m.group("op") in _COMPARISONS:
+def _check_generic(m: Match, value: str) -> bool:
+    if len(value) > _MAX_VALUE:
+        return False  # a blob, not a credential (the bound lives here: RE2 unrolls counts)
+    bare = span(m, "b")[0] >= 0
+    op = group(m, "op")
+    if not _op_ok(m) or (bare and op in _COMPARISONS):
         return False  # token == TOKEN_STRING compares two names; only a quoted literal counts
-    after = m.string[m.end() : m.end() + 40].lstrip()[:1]
-    if group == "b" and m.group("op") == ":" and after and after in ",)=|]":
+    after = m.string[m.end() : m.end() + 40].split("\n", 1)[0].lstrip()[:1]
+    if bare and op == ":" and after and after in ",)=|]":
         return False  # a type annotation: def sign(private_key: SSHPrivateKeyTypes) -> ...
-    return _secret_name(m) and plausible_secret(m.group(group), bare=group == "b")
+    return _secret_name(m) and plausible_secret(value, bare=bare)
 
 
-def _check_token(m: re.Match[str]) -> bool:
-    return not is_placeholder(m.group("v"), loose=False)
-
-
-def _check_random(m: re.Match[str]) -> bool:
-    value = m.group("v")
-    mixed = any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
-    return mixed and _check_token(m) and shannon_entropy(value) >= 3.0
-
-
-# Passwords that documentation and local development defaults use: scott:tiger, guest:guest.
-_DOC_PASSWORDS = frozenset((
-    "pass", "password", "passwd", "pwd", "pw", "secret", "token", "guest", "postgres", "root",
-    "admin", "tiger", "test", "mysql", "redis", "user", "changeme",
-))  # fmt: skip
-_CONSTANT_NAME = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)+")
-
-
-_DOC_HOSTS = ("example.com", "example.org", "example.net", ".example", ".test", ".invalid")
-
-
-def _check_url_password(m: re.Match[str]) -> bool:
-    value, host = m.group("v"), m.group("host").lower()
-    if value == m.group("user") or value.lower() in _DOC_PASSWORDS:
-        return False
-    if host == "example" or host.endswith(_DOC_HOSTS):
-        return False  # RFC 2606 documentation hosts
-    if "[REDACTED:" in value or _CONSTANT_NAME.fullmatch(value):
-        return False
-    return not is_placeholder(value)
-
-
-Check = Callable[[re.Match[str]], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class Detector:
-    """One kind of secret: how to find it and how to describe it in a finding.
-
-    ``pattern`` puts the secret in group ``v`` (the generic detector: one of dq/sq/bq/b);
-    everything else in the match is context that stays visible, such as ``password=``.
-    """
-
-    kind: str
-    label: str
-    family: str
-    pattern: re.Pattern[str]
-    critical: bool
-    impact: str
-    check: Check = _check_token
-    generic: bool = False
-    needs: tuple[str, ...] = ()  # lowercase words one of which the line must contain
-
-
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _check_named(m: Match, value: str) -> bool:
+    return _op_ok(m) and check_random(m, value)
 
 
 _CLOUD = (
-    "call AWS APIs as the key's IAM user or role — read or delete S3 data, start instances for "
-    "crypto-mining, or escalate through the policies attached to it"
+    "call the cloud provider's APIs as the credential's identity — read or delete data, start "
+    "machines for crypto-mining, or escalate through the permissions attached to it"
 )
-_FORGE = (
-    "act as the token's owner: read private repositories, push code, tamper with CI pipelines "
-    "and releases, and harvest the further secrets those pipelines hold"
+_OBSERVE = (
+    "read the organisation's logs, traces and dashboards (which often hold further secrets and "
+    "personal data) and change or silence its alerting"
 )
-_MODEL = "run model requests billed to the organisation and exhaust its budget or rate limits"
-_PACKAGE = "publish a malicious version of every package the token can write to, reaching all users"
-_LB = r"(?<![A-Za-z0-9_-])"  # a token starts at a word boundary (dash and underscore included)
 
-DETECTORS: tuple[Detector, ...] = (
-    Detector(
-        "aws-access-key", "AWS access key", "aws",
-        _rx(r"(?<![A-Za-z0-9])(?P<v>A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16})(?![A-Za-z0-9])"),
-        True, _CLOUD,
-    ),
-    Detector(
-        "github-token", "GitHub token", "github",
-        _rx(_LB + r"(?P<v>gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,242})"
-            r"(?![A-Za-z0-9_])"),
-        True, _FORGE,
-    ),
-    Detector(
-        "gitlab-token", "GitLab access token", "gitlab",
-        _rx(_LB + r"(?P<v>glpat-[A-Za-z0-9_-]{20,}(?:\.[A-Za-z0-9_-]+)*)"), True, _FORGE,
-    ),
-    Detector(
-        "slack-token", "Slack token", "slack",
-        _rx(_LB + r"(?P<v>xox[abprs]-[A-Za-z0-9-]{10,250})"),
-        True,
-        "read channels and direct messages, post as the app or user, and collect further "
-        "credentials shared in the workspace",
-        _check_random,
-    ),
-    Detector(
-        "slack-webhook", "Slack webhook URL", "slack",
-        _rx(r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<v>[A-Za-z0-9+/_-]{16,200})"),
-        False,
-        "post arbitrary messages, including convincing phishing links, into the channel",
-    ),
-    Detector(
-        "stripe-key", "Stripe live secret key", "stripe",
-        _rx(_LB + r"(?P<v>[rs]k_live_[0-9A-Za-z]{20,247})(?![0-9A-Za-z])"),
-        True,
-        "create charges, payouts and refunds, read customer and payment data, and change the "
-        "account's settings",
-    ),
-    Detector(
-        "google-api-key", "Google API key", "google",
-        _rx(_LB + r"(?P<v>AIza[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])"),
-        False,
-        "run up usage billed to the project on every Google API the key is not restricted "
-        "from, and read whatever data those APIs expose",
-    ),
-    Detector(
-        "anthropic-key", "Anthropic API key", "sk",
-        _rx(_LB + r"(?P<v>sk-ant-[A-Za-z0-9_-]{32,250})"), True, _MODEL,
-    ),
-    Detector(
-        "openai-key", "OpenAI API key", "sk",
-        _rx(_LB + r"(?P<v>sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,250}|sk-[A-Za-z0-9]{32,250})"
-            r"(?![A-Za-z0-9_-])"),
-        True, _MODEL, _check_random,
-    ),
-    Detector(
-        "sendgrid-key", "SendGrid API key", "sendgrid",
-        _rx(_LB + r"(?P<v>SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64})(?![A-Za-z0-9_-])"),
-        True,
-        "send e-mail from the organisation's verified domains — phishing that passes SPF and "
-        "DKIM — and read its contact lists",
-    ),
-    Detector(
-        "npm-token", "npm access token", "npm",
-        _rx(r"(?<![A-Za-z0-9_])(?P<v>npm_[A-Za-z0-9]{36})(?![A-Za-z0-9])"), True, _PACKAGE,
-    ),
-    Detector(
-        "pypi-token", "PyPI API token", "pypi",
-        _rx(r"(?P<v>pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,})"),
-        True, _PACKAGE,
-    ),
-    Detector(
-        "twilio-api-key", "Twilio API key", "twilio",
-        _rx(r"(?<![A-Za-z0-9])(?P<v>SK[0-9a-f]{32})(?![A-Za-z0-9])"),
-        False,
-        "together with the key's secret, send messages and place calls billed to the account",
-    ),
-    Detector(
-        "jwt", "JSON Web Token", "jwt",
-        _rx(_LB + r"(?P<v>eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"),
-        False,
-        "replay the token against the service that issued it and act as its subject until it "
-        "expires or the signing key is rotated",
-    ),
-    Detector(
-        "url-password", "password in a URL", "url",
-        _rx(r"://(?P<user>[^\s:/?#@'\"<>\[\]`]*)"
-            r":(?P<v>[^\s/?#@'\"<>`]+)@(?=(?P<host>[^\s/?#@'\":<>`]*[A-Za-z0-9]))"),
-        False,
-        "log in to the service the URL names (database, message broker, proxy or registry) "
-        "with the embedded credentials",
-        _check_url_password,
-    ),
+
+def _named(prefix: str, name: str, value: str) -> str:
+    lead = f"{prefix}[\\w.-]{{0,30}}?(?P<name>{name}[\\w.-]{{0,20}})"
+    return lead + _ASSIGN + _OPEN_QUOTE + value
+
+
+NAMED: tuple[Detector, ...] = (
     Detector(
         "aws-secret-key", "AWS secret access key", "kw",
-        _rx(r"(?i:aws)[\w.-]{0,30}?(?P<name>(?i:secret)[\w.-]{0,30})" + _ASSIGN
-            + _OPEN_QUOTE + r"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
-        True, _CLOUD, _check_random, needs=("aws",),
+        _rx(_named(r"(?i:aws)", r"(?i:secret)", r"(?P<v>[A-Za-z0-9/+]{40})")),
+        True, _CLOUD, _check_named, edge=BASE64 + "=",
     ),
     Detector(
         "cloudflare-api-token", "Cloudflare API token", "kw",
-        _rx(r"(?i:cloudflare|(?<![a-z])cf)[\w.-]{0,30}?(?P<name>(?i:token|api[_-]?key)[\w.-]{0,20})"
-            + _ASSIGN + _OPEN_QUOTE + r"(?P<v>[A-Za-z0-9_-]{37,40})(?![A-Za-z0-9_-])"),
+        _rx(_named(r"(?i:cloudflare|cf)", r"(?i:token|api[_-]?key)",
+                   r"(?P<v>[A-Za-z0-9_-]{37,40})")),
         True,
         "change DNS records, Workers, firewall and cache rules of every zone the token reaches — "
         "enough to redirect or intercept the site's traffic",
-        _check_random, needs=("cloudflare", "cf"),
+        _check_named, edge=TOKEN,
     ),
     Detector(
         "twilio-auth-token", "Twilio auth token", "kw",
-        _rx(r"(?i:twilio)[\w.-]{0,30}?(?P<name>(?i:token|secret|auth)[\w.-]{0,20})" + _ASSIGN
-            + _OPEN_QUOTE + r"(?P<v>[0-9a-f]{32})(?![0-9A-Za-z])"),
+        _rx(_named(r"(?i:twilio)", r"(?i:token|secret|auth)", r"(?P<v>[0-9a-f]{32})")),
         True,
         "send messages and place calls billed to the account, read message history and change "
         "phone-number configuration",
-        _check_random, needs=("twilio",),
+        _check_named, edge=ALNUM,
+    ),
+    Detector(
+        "datadog-key", "Datadog API or application key", "kw",
+        _rx(_named(r"(?i:datadog|dd)", r"(?i:api|app|application|client)[_.-]?(?i:key|token)",
+                   r"(?P<v>[0-9a-f]{40}|[0-9a-f]{32})")),
+        True, _OBSERVE, _check_named, edge=ALNUM,
+    ),
+    Detector(
+        "azure-storage-key", "Azure storage or Service Bus key", "kw",
+        _rx(_named(r"(?i:azure|storage|account|servicebus)", r"(?i:key)",
+                   r"(?P<v>[A-Za-z0-9+/]{86}==)")),
+        True,
+        "read, change and delete everything in the storage account with the account's own key",
+        _check_named, edge=BASE64,
     ),
     Detector(
         "generic-secret", "secret", "kw",
-        _rx(r"(?P<name>(?i:secret|token|passw|pwd|api[_-]?key|access[_-]?key|private[_-]?key"
-            r"|auth(?!or(?!i[sz])))[\w.-]{0,40})" + _ASSIGN + _QUOTED_OR_BARE),
+        _rx(r"(?P<name>(?i:secret|token|passw|pwd|pass|api[_-]?key|access[_-]?key|private[_-]?key"
+            r"|auth|credential|creds|bearer)[\w.-]{0,40})" + _ASSIGN + _QUOTED_OR_BARE),
         False,
         "use the value wherever it is accepted — typically an API, database or signing key — "
         "with whatever access it grants",
@@ -316,7 +240,33 @@ DETECTORS: tuple[Detector, ...] = (
     ),
 )  # fmt: skip
 
-ORDER: dict[str, int] = {d.kind: i for i, d in enumerate(DETECTORS)}
+
+def _check_pair(m: Match, value: str) -> bool:
+    name = group(m, "name") or ""
+    return len(value) <= _MAX_VALUE and secret_like(name) and plausible_secret(value, bare=False)
+
+
+# Names and values that are not an assignment in code: <add key="db_password" value="..."/> in
+# .NET and Spring XML, and "Set `API_TOKEN` to `...`" in documentation.
+PAIRS: tuple[Detector, ...] = (
+    Detector(
+        "generic-secret", "secret", "kw",
+        _rx(r"""(?:key|name)[ \t]*=[ \t]*["'](?P<name>[\w.:-]{1,80})["'][ \t]+value[ \t]*=[ \t]*"""
+            r"""(?:"(?P<dq>[^"\n]{12,})"|'(?P<sq>[^'\n]{12,})')"""),
+        False, NAMED[-1].impact, _check_pair, generic=True,
+    ),
+    Detector(
+        "generic-secret", "secret", "kw",
+        _rx(r"`(?P<name>[\w.-]{1,80})`[ \t]+(?:to|=|:|is|as)[ \t]+`(?P<bq>[^`\n]{12,})`"),
+        False, NAMED[-1].impact, _check_pair, generic=True,
+    ),
+)  # fmt: skip
+
+DETECTORS: tuple[Detector, ...] = (*PROVIDERS, *CONNECTIONS, *NAMED, *PAIRS)
+CONFIDENT: tuple[Detector, ...] = tuple(d for d in DETECTORS if d.confident)
+ORDER: dict[str, int] = {}
+for _i, _d in enumerate(DETECTORS):
+    ORDER.setdefault(_d.kind, _i)
 _PLAN: dict[frozenset[str], tuple[Detector, ...]] = {}
 
 

@@ -57,6 +57,7 @@ def report_json(result: ReviewResult) -> dict[str, Any]:
             "cached_tokens": stats.cached_tokens,
             "completion_tokens": stats.completion_tokens,
             "cost_usd": round(stats.cost_usd, 6),
+            "secrets_allowed": stats.secrets_allowed,
         },
         "coverage": {
             "reviewed": list(result.coverage.reviewed),

@@ -25,7 +25,7 @@ from bot.errors import (
 from bot.findings import Coverage, Finding, Rejection, ReviewResult, Stats
 from bot.model import client as llm
 from bot.model.client import ModelBackend, ModelRequest, ModelResult, Usage
-from bot.redact import redactor as redact
+from bot.redact.run import RunRedaction
 from bot.repo_config import RepoConfig
 from bot.review import injection, prompts
 from bot.review.prompts import PRContext, Prefix, RepoContext
@@ -50,6 +50,7 @@ class ReviewPlan:
     reviewed: tuple[str, ...]
     skipped: tuple[Skip, ...]
     analyzer_findings: tuple[Finding, ...] = ()
+    secrets_allowed: int = 0  # secrets on allow-commented lines: redacted, not reported
 
     def request(self, unit_id: str) -> ModelRequest:
         """The request that reviews ``unit_id``."""
@@ -121,15 +122,27 @@ def plan_files(
     kind: str = "review",
     max_tokens: int = 4096,
     extra_findings: Sequence[Finding] = (),
+    secret_only: Sequence[tuple[str, str]] = (),
 ) -> ReviewPlan:
-    """Plan a review of already-filtered files (the diff path and the full-repository scan)."""
-    clean_files, secret_findings = redact.redact_files(files)
-    repo = dataclasses.replace(repo, instructions=redact.redact_text(repo.instructions).text)
+    """Plan a review of already-filtered files (the diff path and the full-repository scan).
+
+    ``secret_only`` are whole files (path, text) read for secrets but not reviewed, such as
+    the documentation a scan skips.
+    """
+    # --- secreview:redaction (bot/redact owns this block: one run-wide redaction) ---
+    secrets = RunRedaction.detect(
+        files=files,
+        title=diffmod.clean_text(pr.title) if pr is not None else "",  # no lone surrogates
+        body=diffmod.clean_text(pr.body) if pr is not None else "",
+        texts={"instructions": repo.instructions},
+        documents=secret_only,
+    )
+    clean_files, secret_findings = secrets.files, list(secrets.findings)
+    repo = dataclasses.replace(repo, instructions=secrets.texts["instructions"])
     if pr is not None:  # PR text is untrusted and may paste credentials too
-        title, body = diffmod.clean_text(pr.title), diffmod.clean_text(pr.body)  # no surrogates
-        pr = dataclasses.replace(
-            pr, title=redact.redact_text(title).text, body=redact.redact_text(body).text
-        )
+        pr = dataclasses.replace(pr, title=secrets.title, body=secrets.body)
+    extra_findings = [secrets.scrub_finding(f) for f in extra_findings]
+    # --- end secreview:redaction ---
     split = diffmod.split_units(clean_files, budget_tokens, max_units)
     by_path = {f.path: f for f in clean_files}
     found = [*secret_findings, *extra_findings]
@@ -148,6 +161,7 @@ def plan_files(
         reviewed=tuple(f.path for f in clean_files if f.path in unit_paths),
         skipped=tuple(skipped) + split.skipped,
         analyzer_findings=tuple(analyzers),
+        secrets_allowed=secrets.allowed,
     )
 
 
@@ -258,6 +272,7 @@ def assemble(
             cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens,
             cost_usd=round(llm.cost_usd(model, usage), 6) if model else 0.0,
+            secrets_allowed=plan.secrets_allowed,
         ),
         coverage=Coverage(reviewed=plan.reviewed, skipped=plan.skipped),
         rejected=tuple(r for o in outcomes for r in o.rejected),

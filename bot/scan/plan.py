@@ -139,6 +139,9 @@ class ScanPlan:
     estimated_cost_usd: float
     budget_tokens: int
     over_budget: tuple[str, ...] = field(default=())
+    # secreview:redaction — text files the model does not review but the secrets scan reads
+    # (documentation, lockfiles, vendored and generated code, files over the cost budget).
+    secret_only: tuple[tuple[str, str], ...] = field(default=())
 
     def changed_files(self) -> list[ChangedFile]:
         """Each chosen file as a whole-file "added" ChangedFile, in packing order."""
@@ -219,6 +222,21 @@ def _has(text: bytes, parts: tuple[bytes, ...]) -> bool:
 def _tokens(path: str, text: str) -> int:
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     return math.ceil((len(text) + _LINE_OVERHEAD * lines + len(path) + 40) / CHARS_PER_TOKEN)
+
+
+# secreview:redaction — skip reasons whose files are still text worth reading for secrets.
+SECRET_SCAN_REASONS = frozenset(("documentation", "lockfile", "vendored", "generated file"))
+SECRET_SCAN_MAX_BYTES = 1_000_000
+
+
+def secret_only(entries: Iterable[Entry], skipped: Iterable[Skip]) -> tuple[tuple[str, str], ...]:
+    """(path, text) of skipped text files the secrets scan still reads."""
+    wanted = {s.path for s in skipped if s.reason in SECRET_SCAN_REASONS or s.reason == OVER_BUDGET}
+    return tuple(
+        (path, data.decode("utf-8", errors="replace"))
+        for path, data, _ in entries
+        if path in wanted and data is not None and len(data) <= SECRET_SCAN_MAX_BYTES
+    )
 
 
 def select(entries: Iterable[Entry], config: RepoConfig) -> tuple[list[SourceFile], list[Skip]]:
@@ -320,6 +338,7 @@ def plan_scan(
     max_cost_usd: float | None = None,
 ) -> ScanPlan:
     """Choose, rank, budget and pack; nothing is sent anywhere."""
+    entries = list(entries)
     ranked, skipped = select(entries, config)
     chosen = ranked
     over: list[str] = []
@@ -337,6 +356,7 @@ def plan_scan(
         estimated_cost_usd=estimate_cost(model, sizes),
         budget_tokens=budget_tokens,
         over_budget=tuple(over),
+        secret_only=secret_only(entries, skipped),
     )
 
 
