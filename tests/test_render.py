@@ -129,6 +129,7 @@ def test_json_report_has_the_design_shape() -> None:
     }  # fmt: skip
     assert set(report["stats"]) == {
         "requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd",
+        "secrets_allowed",
     }  # fmt: skip
     assert set(report["coverage"]) == {"reviewed", "skipped"}
     assert all(set(s) == {"path", "reason"} for s in report["coverage"]["skipped"])
