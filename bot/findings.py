@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.resources
@@ -35,8 +36,11 @@ _WHITESPACE = re.compile(r"\s+")
 _JSON_FIELDS = (
     "path", "line", "start_line", "severity", "cwe", "title", "description", "exploit_scenario",
     "recommendation", "confidence", "evidence", "suggestion", "fingerprint", "source", "rule",
-    "on_diff", "side", "unit",
+    "on_diff", "side", "unit", "corroborated_by",
 )  # fmt: skip
+# Deterministic analyzers whose finding on a line the model also reports becomes corroboration
+# of the model's finding (the injection detector reports text, not code: never merged).
+_CORROBORATING = frozenset({"bandit", "secrets"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +65,15 @@ class Finding:
     on_diff: bool = True
     unit: str | None = None
     rule: str | None = None  # an analyzer's own rule id (bandit's "B602"); None for the model
+    # Analyzers that found the same weakness on the same line ("bandit B602"): the model's
+    # explanation is kept and they are listed here.
+    corroborated_by: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The DESIGN.md §3 report shape of this finding (model-output fields first)."""
-        return {name: getattr(self, name) for name in _JSON_FIELDS}
+        out = {name: getattr(self, name) for name in _JSON_FIELDS}
+        out["corroborated_by"] = list(self.corroborated_by)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +204,17 @@ def normalize_evidence(text: str) -> str:
     return " ".join(ln for ln in lines if ln)
 
 
-def fingerprint(cwe: str, path: str, evidence: str) -> str:
-    """A stable id that survives code moving within the file: CWE + path + normalized evidence."""
-    material = "\0".join((cwe.strip().upper(), path, normalize_evidence(evidence)))
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
+def fingerprint(cwe: str, path: str, evidence: str, occurrence: int = 0) -> str:
+    """A stable id that survives code moving within the file: CWE + path + normalized evidence,
+    and for the k-th place in the file with the same evidence (k > 0), that ordinal.
+
+    The first occurrence keeps the plain digest, so fingerprints already posted or suppressed
+    stay valid; a second identical line is a second finding with its own id.
+    """
+    parts = [cwe.strip().upper(), path, normalize_evidence(evidence)]
+    if occurrence:
+        parts.append(f"#{occurrence}")
+    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 # --- placement ---------------------------------------------------------------------------
@@ -406,14 +422,62 @@ def _order(f: Finding) -> tuple[int, str, int, str, str]:
 
 
 def dedupe(findings: Iterable[Finding]) -> list[Finding]:
-    """One finding per fingerprint (the most severe, then the most confident), stably sorted."""
-    best: dict[str, Finding] = {}
-    for f in findings:
-        key = f.fingerprint or fingerprint(f.cwe, f.path, f.evidence)
-        kept = best.get(key)
+    """One finding per place, stably sorted; every distinct place keeps its own finding.
+
+    An analyzer finding on a line the model reports with the same CWE becomes corroboration of
+    the model's finding (whose explanation is kept). Findings with the same CWE, path,
+    evidence and line are one (the most severe, then the most confident); the same evidence
+    on other lines gets its occurrence ordinal in its fingerprint (:func:`fingerprint`).
+    """
+    merged = _corroborate(list(findings))
+    groups: dict[tuple[str, str, str], dict[int, Finding]] = {}
+    for f in merged:
+        key = (f.cwe.strip().upper(), f.path, normalize_evidence(f.evidence))
+        places = groups.setdefault(key, {})
+        kept = places.get(f.line)
         if kept is None or _preference(f) < _preference(kept):
-            best[key] = f
-    return sorted(best.values(), key=_order)
+            places[f.line] = f
+    out = []
+    for (cwe, path, _), places in groups.items():
+        for k, line in enumerate(sorted(places)):
+            f = places[line]
+            if k or not f.fingerprint:
+                f = dataclasses.replace(f, fingerprint=fingerprint(cwe, path, f.evidence, k))
+            out.append(f)
+    return sorted(out, key=_order)
+
+
+def _corroborate(findings: list[Finding]) -> list[Finding]:
+    """Fold analyzer findings into the model finding that covers their line with their CWE."""
+    model: dict[tuple[str, str], list[int]] = {}
+    for i, f in enumerate(findings):
+        if f.source == "model":
+            model.setdefault((f.path, f.cwe.strip().upper()), []).append(i)
+    if not model:
+        return findings
+    out = list(findings)
+    dropped: set[int] = set()
+    for i, f in enumerate(findings):
+        if f.source not in _CORROBORATING:
+            continue
+        for j in model.get((f.path, f.cwe.strip().upper()), ()):
+            m = out[j]
+            if (m.start_line or m.line) <= f.line <= m.line:
+                out[j] = _with_corroboration(m, f)
+                dropped.add(i)
+                break
+    return [f for i, f in enumerate(out) if i not in dropped]
+
+
+def _with_corroboration(model: Finding, analyzer: Finding) -> Finding:
+    name = f"{analyzer.source} {analyzer.rule}" if analyzer.rule else analyzer.source
+    severity = max(model.severity, analyzer.severity, key=lambda s: SEVERITY_RANK[s])
+    return dataclasses.replace(
+        model,
+        severity=severity,
+        confidence=max(model.confidence, analyzer.confidence),
+        corroborated_by=tuple(dict.fromkeys((*model.corroborated_by, name))),
+    )
 
 
 def _preference(f: Finding) -> tuple[int, float, int]:

@@ -76,3 +76,54 @@ def test_non_python_and_deleted_files_are_skipped() -> None:
         b"@@ -1 +0,0 @@\n-import os; os.system('x')\n"
     )
     assert analyzers.review_findings(parse_diff(diff).files) == []
+
+
+def test_a_file_bandit_cannot_parse_is_reported_not_reviewed() -> None:
+    findings, reason = analyzers.bandit_file("py2.py", b"print 'hello'\nexec 'x'\n")
+    assert findings == [] and reason == "bandit: not analyzed (syntax error at line 1)"
+    assert analyzers.bandit_file("nul.py", b"x = 1\0\n")[1] is not None
+    diff = (
+        b"diff --git a/p.py b/p.py\n--- a/p.py\n+++ b/p.py\n@@ -1,2 +1,3 @@\n print 'a'\n"
+        b"+print 'b'\n print 'c'\n"
+    )
+    analysis = analyzers.analyze(parse_diff(diff).files)
+    assert analysis.findings == ()
+    assert [(s.path, s.reason[:27]) for s in analysis.skipped] == [
+        ("p.py", "bandit: hunk 1 not analyzed")
+    ]
+
+
+def test_with_a_checkout_only_the_changed_top_level_blocks_are_analyzed(tmp_path: Path) -> None:
+    body = [
+        "import subprocess",
+        "",
+        "def old(cmd):",
+        "    return subprocess.call(cmd, shell=True)",  # unchanged: not reported
+        *[f"X{i} = {i}" for i in range(40)],
+        "def new(cmd):",
+        "    '''Runs",
+        "cmd'''",  # a column-0 line inside a string: the cut must not break it
+        "    return subprocess.call(cmd, shell=True)",
+    ]
+    (tmp_path / "m.py").write_text("\n".join(body) + "\n")
+    diff = (
+        b"diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -46,2 +46,3 @@\n"
+        b"     '''Runs\n cmd'''\n+    return subprocess.call(cmd, shell=True)\n"
+    )
+    analysis = analyzers.analyze(parse_diff(diff).files, analyzers.local_reader(tmp_path))
+    assert [(f.line, f.rule) for f in analysis.findings] == [(48, "B602")]
+    assert analysis.skipped == ()
+
+
+def test_changed_blocks_keep_line_numbers_and_imports() -> None:
+    src = b"import os\n\ndef a():\n    pass\n\ndef b():\n    os.system('x')\n\nY = 1\n"
+    blocks = analyzers._changed_blocks(src * 3, {7})
+    assert blocks is not None
+    lines = blocks.decode().split("\n")
+    assert lines[0] == "import os" and lines[6] == "    os.system('x')"
+    assert lines[2] == "" and lines[9] == "import os" and lines[15] == ""
+
+
+def test_nosec_is_honoured_without_tokenizing() -> None:
+    src = b"import subprocess\nsubprocess.call(c, shell=True)  # nosec B602\n"
+    assert [f for f in analyzers.bandit_source("n.py", src) if f.rule == "B602"] == []

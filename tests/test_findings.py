@@ -455,34 +455,79 @@ def finding(**overrides: Any) -> Finding:
     return dataclasses.replace(base, **overrides)
 
 
-def test_dedupe_keeps_most_severe_then_most_confident_then_lowest_line() -> None:
+def test_dedupe_keeps_the_most_severe_then_most_confident_at_one_place() -> None:
     kept = dedupe(
         [
-            finding(severity="low", confidence=1.0, line=1),
-            finding(severity="high", confidence=0.6, line=9),
-            finding(severity="high", confidence=0.7, line=8),
+            finding(severity="low", confidence=1.0, line=5),
+            finding(severity="high", confidence=0.6, line=5),
             finding(severity="high", confidence=0.7, line=5),
         ]
     )
     assert [(f.severity, f.confidence, f.line) for f in kept] == [("high", 0.7, 5)]
 
 
+def test_the_same_evidence_on_two_lines_is_two_findings_with_their_own_fingerprints() -> None:
+    """bandit B105 on galaxy/token.py lines 49, 122 and 180 (one evidence text) is three."""
+    hits = [finding(fingerprint="", line=n, evidence="password = ''") for n in (180, 49, 122)]
+    kept = dedupe(hits)
+    assert sorted(f.line for f in kept) == [49, 122, 180]
+    assert len({f.fingerprint for f in kept}) == 3
+    first = next(f for f in kept if f.line == 49)
+    assert first.fingerprint == fingerprint("CWE-79", "a.py", "password = ''")  # unchanged id
+
+
+def test_fingerprints_survive_a_line_shift() -> None:
+    before = dedupe([finding(fingerprint="", line=n, evidence="eval(x)") for n in (10, 20)])
+    after = dedupe([finding(fingerprint="", line=n, evidence="eval(x)") for n in (14, 24)])
+    assert [f.fingerprint for f in before] == [f.fingerprint for f in after]
+
+
 def test_dedupe_sorts_by_severity_then_path_then_line() -> None:
     kept = dedupe(
         [
-            finding(fingerprint="1", path="b.py", line=3, severity="medium"),
-            finding(fingerprint="2", path="a.py", line=9, severity="medium"),
+            finding(fingerprint="1", path="b.py", line=3, severity="medium", evidence="b"),
+            finding(fingerprint="2", path="a.py", line=9, severity="medium", evidence="c"),
             finding(fingerprint="3", path="z.py", line=1, severity="critical"),
-            finding(fingerprint="4", path="a.py", line=2, severity="medium"),
-            finding(fingerprint="5", path="a.py", line=1, severity="low"),
+            finding(fingerprint="4", path="a.py", line=2, severity="medium", evidence="d"),
+            finding(fingerprint="5", path="a.py", line=1, severity="low", evidence="e"),
         ]
     )
     assert [f.fingerprint for f in kept] == ["3", "4", "2", "1", "5"]
 
 
 def test_dedupe_computes_missing_fingerprints() -> None:
-    kept = dedupe([finding(fingerprint="", line=1), finding(fingerprint="", line=7)])
-    assert len(kept) == 1 and kept[0].line == 1
+    kept = dedupe([finding(fingerprint="", line=1), finding(fingerprint="", line=1)])
+    assert len(kept) == 1 and kept[0].fingerprint == fingerprint("CWE-79", "a.py", "x")
+
+
+def test_an_analyzer_agreeing_with_the_model_corroborates_it() -> None:
+    model = finding(
+        source="model",
+        line=12,
+        start_line=10,
+        cwe="CWE-78",
+        title="Shell injection",
+        description="the model's explanation",
+        severity="medium",
+        evidence="run(x)",
+    )
+    bandit = finding(
+        source="bandit",
+        line=11,
+        cwe="CWE-78",
+        rule="B602",
+        severity="high",
+        description="bandit B602",
+        confidence=0.9,
+        evidence="run(x, shell=True)",
+    )
+    other = finding(source="bandit", line=11, cwe="CWE-259", rule="B105", evidence="pw = ''")
+    kept = dedupe([bandit, model, other])
+    merged = next(f for f in kept if f.cwe == "CWE-78")
+    assert len(kept) == 2 and merged.source == "model"
+    assert merged.description == "the model's explanation"
+    assert merged.corroborated_by == ("bandit B602",) and merged.severity == "high"
+    assert merged.to_json()["corroborated_by"] == ["bandit B602"]
 
 
 def test_gate() -> None:

@@ -79,20 +79,15 @@ def _plan(inst: Any, job: ScanJob, sha: str, config: RepoConfig, svc: Services) 
         model=settings.model,
         max_cost_usd=max_cost if settings.model_configured else None,
     )
-    bandit = [
-        f
-        for s in plan.files
-        if analyzers.is_python(s.path)
-        for f in analyzers.bandit_source(s.path, s.text.encode())
-    ]
+    analysis = analyzers.analyze_sources((s.path, s.text) for s in plan.files)
     return engine.plan_files(
         plan.changed_files(),
-        skipped=plan.skipped,
+        skipped=[*plan.skipped, *analysis.skipped],
         repo=context,
         kind="scan",
         budget_tokens=settings.unit_token_budget,
         installation=job.installation_id,
-        extra_findings=bandit,
+        extra_findings=analysis.findings,
         secret_only=plan.secret_only,  # secreview:redaction — documentation is read for secrets
     )
 

@@ -172,16 +172,17 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
     kept, skipped = diffmod.filter_files(parsed.files, config.filter_rules)
     reader = analyzers.local_reader(Path(args.repo)) if args.repo else None
+    analysis = analyzers.analyze(kept, reader)
     plan = engine.plan_files(
         kept,
-        skipped=skipped,
+        skipped=[*skipped, *analysis.skipped],
         repo=repo,
         pr=PRContext(title=args.title, body=args.description, files=tuple(f.path for f in kept))
         if args.title or args.description
         else None,
         budget_tokens=settings.unit_token_budget,
         max_units=settings.max_units,
-        extra_findings=analyzers.review_findings(kept, reader),
+        extra_findings=analysis.findings,
     )
     if offline:
         sys.stderr.write(OFFLINE_NOTICE)

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from bot.cli import options
 from bot.config import Settings
 from bot.errors import ConfigError, UsageError
-from bot.findings import Finding, ReviewResult
+from bot.findings import ReviewResult
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.review import analyzers, engine
 from bot.scan import walk as scan
@@ -123,13 +123,14 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         max_cost_usd=None if offline else max_cost,
     )
     _announce(args, plan, offline, max_cost)
+    analysis = analyzers.analyze_sources((f.path, f.text) for f in plan.files)
     review = engine.plan_files(
         plan.changed_files(),
-        skipped=plan.skipped,
+        skipped=[*plan.skipped, *analysis.skipped],
         repo=context,
         kind="scan",
         budget_tokens=settings.unit_token_budget,
-        extra_findings=_bandit(plan),
+        extra_findings=analysis.findings,
         secret_only=plan.secret_only,  # secreview:redaction — documentation is read for secrets
     )
     if offline:
@@ -145,14 +146,6 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         _upload(args, result, remote)
     cli.warn_incomplete(result)
     return cli.exit_status(result, args.fail_on or config.fail_on)
-
-
-def _bandit(plan: scan.ScanPlan) -> list[Finding]:
-    out: list[Finding] = []
-    for f in plan.files:
-        if analyzers.is_python(f.path):
-            out += analyzers.bandit_source(f.path, f.text.encode())
-    return out
 
 
 def _announce(

@@ -8,14 +8,17 @@ the reviewed repository is written to disk or imported.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import logging
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bot.diff import ChangedFile, Hunk
+from bot.diff import ChangedFile, Hunk, Skip
 from bot.findings import Finding, Severity
 from bot.redact.redactor import redact_text
 
@@ -35,30 +38,78 @@ def is_python(path: str) -> bool:
     return path.endswith((".py", ".pyw"))
 
 
-def bandit_source(path: str, source: bytes) -> list[Finding]:
-    """Bandit's findings in one Python file's source (never executed)."""
-    if len(source) > MAX_FILE_BYTES:
-        return []
-    # Bandit logs parse problems at ERROR (a file that does not parse is simply not analyzed),
-    # and its plugin loader an ERROR for optional formatters it cannot import.
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What the analyzers found, and the files (or parts) they could not analyze, with why."""
+
+    findings: tuple[Finding, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+
+
+@functools.cache
+def _manager() -> Any:
+    """One BanditManager per process: loading bandit's plugins costs more than analyzing a file."""
+    # Bandit logs parse problems at ERROR (we report them ourselves), and its plugin loader an
+    # ERROR for optional formatters it cannot import.
     logging.getLogger("bandit").setLevel(logging.CRITICAL)
     logging.getLogger("stevedore").setLevel(logging.CRITICAL)
     with warnings.catch_warnings():  # stevedore's deprecation notice, on bandit's behalf
         warnings.simplefilter("ignore", DeprecationWarning)
         from bandit.core import config as b_config
         from bandit.core import manager as b_manager
+        from bandit.core import node_visitor  # noqa: F401 (imported here, warnings silenced)
 
-        mgr = b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True)
-    files = [path]
-    mgr.files_list = list(files)
-    mgr._parse_file(path, io.BytesIO(source), files)
-    lines = source.decode("utf-8", errors="replace").splitlines()
-    out = []
-    for issue in mgr.get_issue_list():
-        if issue.test_id in _SKIP_TESTS:
-            continue
-        out.append(_finding(path, issue, lines))
-    return out
+        return b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True)
+
+
+def _nosec_lines(text: str) -> dict[int, set[str]]:
+    """Bandit's ``# nosec`` markers, found without tokenizing the whole file (the slow part)."""
+    if "nosec" not in text:
+        return {}
+    from bandit.core.manager import _parse_nosec_comment
+
+    found: dict[int, set[str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        at = line.find("#")
+        if at >= 0 and "nosec" in line[at:]:
+            tests = _parse_nosec_comment(line[at:])
+            if tests is not None:
+                found[number] = tests
+    return found
+
+
+def bandit_file(path: str, source: bytes) -> tuple[list[Finding], str | None]:
+    """Bandit's findings in one Python file's source (never executed), and why it was not
+    analyzed (None when it was): too large, or a syntax error bandit cannot parse."""
+    if len(source) > MAX_FILE_BYTES:
+        return [], f"bandit: not analyzed (larger than {MAX_FILE_BYTES // 1000} KB)"
+    mgr = _manager()
+    from bandit.core import node_visitor
+    text = source.decode("utf-8", errors="replace")
+    mgr.metrics.begin(path)
+    visitor = node_visitor.BanditNodeVisitor(
+        path, io.BytesIO(source), mgr.b_ma, mgr.b_ts, False, _nosec_lines(text), mgr.metrics
+    )
+    try:
+        visitor.process(source)
+    except (SyntaxError, ValueError) as exc:  # ValueError: NUL bytes in the source
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if line else ""
+        return [], f"bandit: not analyzed (syntax error{where})"
+    except RecursionError:
+        return [], "bandit: not analyzed (nested too deeply)"
+    lines = text.splitlines()
+    findings = [
+        _finding(path, issue, lines)
+        for issue in visitor.tester.results
+        if issue.test_id not in _SKIP_TESTS
+    ]
+    return findings, None
+
+
+def bandit_source(path: str, source: bytes) -> list[Finding]:
+    """Bandit's findings in one Python file's source (never executed); [] if it does not parse."""
+    return bandit_file(path, source)[0]
 
 
 def _finding(path: str, issue: object, lines: Sequence[str]) -> Finding:
@@ -116,35 +167,122 @@ def _changed_lines(file: ChangedFile) -> set[int]:
 def review_findings(
     files: Iterable[ChangedFile], read: Callable[[str], bytes | None] | None = None
 ) -> list[Finding]:
-    """Bandit findings on the added lines of a diff's Python files.
+    """Bandit findings on the added lines of a diff's Python files (see :func:`analyze`)."""
+    return list(analyze(files, read).findings)
 
-    ``read(path)`` may supply the whole new file (a local checkout) so bandit sees complete
-    statements; it is used only when it agrees with every line the diff shows.
+
+def analyze(
+    files: Iterable[ChangedFile], read: Callable[[str], bytes | None] | None = None
+) -> Analysis:
+    """Bandit on what a diff changed in its Python files: once per file, in process.
+
+    ``read(path)`` may supply the whole new file (a local checkout); it is used only when it
+    agrees with every line the diff shows, and then bandit sees the file's top-level
+    statements that hold a changed line (plus its imports), not the whole file. Without it,
+    the diff's own lines, or each hunk that parses alone. What bandit could not parse is
+    reported as not analyzed.
     """
-    out: list[Finding] = []
+    found: list[Finding] = []
+    skipped: list[Skip] = []
     for file in files:
         if not is_python(file.path) or file.status == "deleted" or file.is_binary:
             continue
         changed = _changed_lines(file)
-        found: dict[tuple[int, str | None], Finding] = {}
-        for source in _sources(file, read):
-            for f in bandit_source(file.path, source):
-                if f.line in changed:
-                    found.setdefault((f.line, f.rule), f)
-        out.extend(found.values())
-    return out
+        if not changed:
+            continue
+        results, reasons = _analyze_file(file, changed, read)
+        found += results
+        skipped += [Skip(file.path, reason) for reason in reasons]
+    return Analysis(tuple(found), tuple(skipped))
 
 
-def _sources(file: ChangedFile, read: Callable[[str], bytes | None] | None) -> list[bytes]:
-    """What to give bandit: the whole file if the checkout has it, else what parses of the diff."""
+def analyze_sources(sources: Iterable[tuple[str, str]]) -> Analysis:
+    """Bandit over whole files of a scan (``(path, text)``), once each, in process."""
+    found: list[Finding] = []
+    skipped: list[Skip] = []
+    for path, text in sources:
+        if is_python(path):
+            findings, reason = bandit_file(path, text.encode("utf-8", errors="replace"))
+            found += findings
+            if reason is not None:
+                skipped.append(Skip(path, reason))
+    return Analysis(tuple(found), tuple(skipped))
+
+
+def _analyze_file(
+    file: ChangedFile, changed: set[int], read: Callable[[str], bytes | None] | None
+) -> tuple[list[Finding], list[str]]:
+    """One file's findings on its changed lines, and why parts of it were not analyzed."""
     whole = _whole_file(file, read)
     if whole is not None:
-        return [whole]
+        blocks = _changed_blocks(whole, changed)
+        if blocks is not None:
+            findings, reason = bandit_file(file.path, blocks)
+            if reason is None:
+                return _on(findings, changed), []
+        findings, reason = bandit_file(file.path, whole)
+        return _on(findings, changed), [reason] if reason else []
     joined = new_side_source(file)
-    if _parses(joined):
-        return [joined]
+    findings, reason = bandit_file(file.path, joined)
+    if reason is None:
+        return _on(findings, changed), []
     imports = _imports(file)
-    return [s for s in (_hunk_source(h, imports) for h in file.hunks) if s is not None]
+    out: list[Finding] = []
+    reasons = []
+    for hunk in file.hunks:
+        if not any(ln.kind == "add" for ln in hunk.lines):
+            continue
+        source = _hunk_source(hunk, imports)
+        if source is None:
+            reasons.append(
+                f"bandit: hunk {hunk.index + 1} not analyzed (does not parse without the rest "
+                "of the file)"
+            )
+            continue
+        out += bandit_file(file.path, source)[0]
+    return _on(out, changed), reasons
+
+
+def _on(findings: Iterable[Finding], changed: set[int]) -> list[Finding]:
+    """Findings on changed lines, one per line and rule."""
+    kept: dict[tuple[int, str | None], Finding] = {}
+    for f in findings:
+        if f.line in changed:
+            kept.setdefault((f.line, f.rule), f)
+    return list(kept.values())
+
+
+def _changed_blocks(source: bytes, changed: set[int]) -> bytes | None:
+    """The file with only its imports and the top-level statements holding a changed line,
+    every line at its own number (the rest blank); None when that is most of the file anyway.
+
+    A top-level statement starts at a line with no indentation; its block runs to the next
+    such line. If the cut lands inside a multi-line string, bandit's parse fails and the whole
+    file is analyzed instead.
+    """
+    lines = source.decode("utf-8", errors="replace").split("\n")
+    starts = [
+        i
+        for i, ln in enumerate(lines)
+        if ln and not ln[0].isspace() and not ln.startswith(("#", ")", "]", "}"))
+    ]
+    if not starts:
+        return None
+    keep = bytearray(len(lines))
+    for i in starts:
+        if lines[i].startswith(("import ", "from ")):
+            keep[i] = 1
+    bounds = [*starts, len(lines)]
+    for k in range(len(starts)):
+        first, last = bounds[k], bounds[k + 1]
+        if any(first < n <= last for n in changed):  # line numbers are 1-based
+            keep[first:last] = b"\x01" * (last - first)
+    for i in range(starts[0]):  # a module docstring or comments before the first statement
+        keep[i] = 1
+    if sum(keep) > len(lines) * 0.8:
+        return None
+    out = [ln if keep[i] else "" for i, ln in enumerate(lines)]
+    return "\n".join(out).encode("utf-8")
 
 
 def _imports(file: ChangedFile) -> list[str]:
@@ -160,7 +298,7 @@ def _imports(file: ChangedFile) -> list[str]:
 def _parses(source: bytes) -> bool:
     try:
         ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError):
         return False
     return True
 
