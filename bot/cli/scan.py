@@ -115,12 +115,17 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     )
     if max_cost is not None and max_cost < 0:
         raise UsageError(f"--max-cost must be a dollar amount of at least 0, not {max_cost}")
+    if offline:  # analyzers only: stream the tree, never hold it (bot.scan.offline)
+        from bot.scan.offline import analyze_tree
+
+        sys.stderr.write(cli.OFFLINE_NOTICE)
+        return _finish(args, analyze_tree(entries, config), config, remote)
     plan = scan.plan_scan(
         entries,
         config,
         budget_tokens=settings.unit_token_budget,
         model=settings.model,
-        max_cost_usd=None if offline else max_cost,
+        max_cost_usd=max_cost,
     )
     _announce(args, plan, offline, max_cost)
     analysis = analyzers.analyze_sources((f.path, f.text) for f in plan.files)
@@ -133,11 +138,14 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         extra_findings=analysis.findings,
         secret_only=plan.secret_only,  # secreview:redaction — documentation is read for secrets
     )
-    if offline:
-        sys.stderr.write(cli.OFFLINE_NOTICE)
-        result = engine.offline_result(review)
-    else:
-        result = _run(review, settings, args, config, len(plan.files))
+    result = _run(review, settings, args, config, len(plan.files))
+    return _finish(args, result, config, remote)
+
+
+def _finish(args: argparse.Namespace, result: ReviewResult, config: RepoConfig, remote: Any) -> int:
+    """Suppress, report, upload if asked, and the exit status."""
+    from bot.cli import review as cli
+
     result, notes = engine.suppress(result, config)
     for note in notes:
         _say(args, note)

@@ -85,6 +85,7 @@ def bandit_file(path: str, source: bytes) -> tuple[list[Finding], str | None]:
         return [], f"bandit: not analyzed (larger than {MAX_FILE_BYTES // 1000} KB)"
     mgr = _manager()
     from bandit.core import node_visitor
+
     text = source.decode("utf-8", errors="replace")
     mgr.metrics.begin(path)
     visitor = node_visitor.BanditNodeVisitor(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from bot.diff import ChangedFile, DiffLine, Hunk, Skip
@@ -239,13 +239,16 @@ def secret_only(entries: Iterable[Entry], skipped: Iterable[Skip]) -> tuple[tupl
     )
 
 
-def select(entries: Iterable[Entry], config: RepoConfig) -> tuple[list[SourceFile], list[Skip]]:
-    """Files worth reviewing, ranked most relevant first, and the rest with a reason."""
+def choose(entries: Iterable[Entry], config: RepoConfig) -> Iterator[tuple[str, str | None, str]]:
+    """``(path, text, "")`` for each file worth reviewing, ``(path, text, reason)`` for the rest,
+    with the text only where the secrets scan still reads a skipped file (SECRET_SCAN_REASONS).
+
+    One file at a time: nothing is kept, so a caller may analyze and let go of each text.
+    Bundled packages (see :func:`bundle_dirs`) are for the caller to drop afterwards.
+    """
     rules = config.filter_rules
     include = compile_globs(tuple(rules.include)) if rules.include else None
     exclude = compile_globs(tuple(rules.exclude))
-    kept: list[SourceFile] = []
-    skipped: list[Skip] = []
     for path, data, reason in entries:
         if reason is None and data is not None:
             reason = skip_reason(path, data)
@@ -261,27 +264,47 @@ def select(entries: Iterable[Entry], config: RepoConfig) -> tuple[list[SourceFil
             if long is not None:
                 reason = f"line {long} is longer than {MAX_LINE_CHARS} characters"
             if reason is None:
-                kept.append(SourceFile(path, text, _tokens(path, text), score(path, data)))
+                yield path, text, ""
                 continue
-        skipped.append(Skip(path, reason or "unreadable"))
-    if rules.default_excludes:
-        kept, bundled = _without_bundles(kept)
-        skipped += bundled
+        yield path, _secret_text(data, reason), reason or "unreadable"
+
+
+def _secret_text(data: bytes | None, reason: str | None) -> str | None:
+    """The text of a skipped file the secrets scan reads anyway, else None."""
+    if data is None or reason not in SECRET_SCAN_REASONS or len(data) > SECRET_SCAN_MAX_BYTES:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def select(entries: Iterable[Entry], config: RepoConfig) -> tuple[list[SourceFile], list[Skip]]:
+    """Files worth reviewing, ranked most relevant first, and the rest with a reason."""
+    kept: list[SourceFile] = []
+    skipped: list[Skip] = []
+    for path, text, reason in choose(entries, config):
+        if reason or text is None:
+            skipped.append(Skip(path, reason))
+        else:
+            kept.append(SourceFile(path, text, _tokens(path, text), score_text(path, text)))
+    if config.filter_rules.default_excludes:
+        bundles = bundle_dirs((f.path, f.text) for f in kept)
+        skipped += [Skip(f.path, "vendored") for f in kept if f.path.startswith(bundles)]
+        kept = [f for f in kept if not f.path.startswith(bundles)]
     kept.sort(key=lambda f: (-f.score, f.path))
     return kept, skipped
 
 
-def _without_bundles(files: list[SourceFile]) -> tuple[list[SourceFile], list[Skip]]:
-    """Files of a package whose ``__init__.py`` declares it bundled from upstream: vendored."""
-    bundles = tuple(
-        f.path[: -len("__init__.py")]
-        for f in files
-        if f.path.endswith("/__init__.py") and _BUNDLED in f.text[:8000].encode()
+def bundle_dirs(files: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """Package directories whose ``__init__.py`` declares a bundled upstream package."""
+    return tuple(
+        path[: -len("__init__.py")]
+        for path, text in files
+        if path.endswith("/__init__.py") and _BUNDLED in text[:8000].encode()
     )
-    if not bundles:
-        return files, []
-    kept = [f for f in files if not f.path.startswith(bundles)]
-    return kept, [Skip(f.path, "vendored") for f in files if f.path.startswith(bundles)]
+
+
+def score_text(path: str, text: str) -> float:
+    """:func:`score` of a decoded file."""
+    return score(path, text[:20_000].encode("utf-8", errors="replace"))
 
 
 def _probe(path: str, text: str) -> ChangedFile:
