@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets clean
+.PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets bench-hostile bench-review clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ typecheck: install
 
 check: lint typecheck test
 
-bench: bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets  ## benchmarks; figures go to bench/results/
+bench: bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets bench-hostile bench-review  ## benchmarks; figures go to bench/results/
 
 bench-cache: install
 	$(BIN)/python -m bench.cache_efficiency
@@ -73,6 +73,12 @@ bench-noise: install
 bench-secrets: install  ## secrets corpus: review + scan beside detect-secrets (same run)
 	$(BIN)/python -m pip install --quiet detect-secrets
 	$(BIN)/python -m bench.secrets_bench --label $(or $(LABEL),after)
+
+bench-hostile: install  ## adversarial inputs beside benign ones of the same size, n and 2n
+	$(BIN)/python -m bench.hostile
+
+bench-review: install  ## secreview review --diff [--repo] on a 40-file Python PR against a bare parse
+	$(BIN)/python -m bench.review_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

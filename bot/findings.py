@@ -10,13 +10,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
-
-import jsonschema
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from bot.diff import ChangedFile, ReviewUnit, Side, Skip, line_map
 from bot.errors import InvalidModelOutput
+
+if TYPE_CHECKING:  # jsonschema is imported when a model answer is first validated, not before
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
@@ -128,6 +129,8 @@ class ReviewResult:
 
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     text = (importlib.resources.files("prompts") / "findings.schema.json").read_text("utf-8")
     schema = json.loads(text)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import pathspec
 import re2
 
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pathspec
 
 Matcher = Callable[[str], bool]
 MAX_PATTERNS = 2000  # a .gitignore or config list longer than this is read only that far
@@ -47,6 +50,8 @@ def spec(patterns: Iterable[str], *, strict: bool = True) -> pathspec.GitIgnoreS
     Not strict (a scanned tree's own .gitignore): a line pathspec rejects is skipped, as git
     itself skips what it cannot read.
     """
+    import pathspec  # imported on first use: most runs have no globs at all
+
     lines = _clean(patterns)
     try:
         return pathspec.GitIgnoreSpec.from_lines(lines, backend="re2")
@@ -63,9 +68,15 @@ def spec(patterns: Iterable[str], *, strict: bool = True) -> pathspec.GitIgnoreS
     return pathspec.GitIgnoreSpec.from_lines(kept, backend="re2")
 
 
+def _nothing(path: str) -> bool:
+    return False
+
+
 @functools.lru_cache(maxsize=128)
 def compile_globs(patterns: tuple[str, ...]) -> Matcher:
     """A matcher for gitignore-style ``patterns``; the last match wins, ``!`` negates."""
+    if not any(p.strip() for p in patterns):
+        return _nothing  # the usual case: no config globs, nothing to compile
     for raw in patterns:
         _check(raw)
     compiled = spec(patterns)

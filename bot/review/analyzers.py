@@ -59,7 +59,12 @@ def _manager() -> Any:
         from bandit.core import manager as b_manager
         from bandit.core import node_visitor  # noqa: F401 (imported here, warnings silenced)
 
-        return b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True)
+        # B101 (assert) is noise for a security review; B613 (trojan source) is what the
+        # injection detector already reports for every file type, and it tokenizes the file.
+        profile = {"include": set(), "exclude": set(_SKIP_TESTS | {"B613"})}
+        return b_manager.BanditManager(
+            b_config.BanditConfig(), "file", quiet=True, profile=profile
+        )
 
 
 def _nosec_lines(text: str) -> dict[int, set[str]]:
@@ -216,7 +221,7 @@ def _analyze_file(
     """One file's findings on its changed lines, and why parts of it were not analyzed."""
     whole = _whole_file(file, read)
     if whole is not None:
-        blocks = _changed_blocks(whole, changed)
+        blocks = _changed_blocks(whole, _code_lines(file) or changed)
         if blocks is not None:
             findings, reason = bandit_file(file.path, blocks)
             if reason is None:
@@ -242,6 +247,19 @@ def _analyze_file(
             continue
         out += bandit_file(file.path, source)[0]
     return _on(out, changed), reasons
+
+
+def _code_lines(file: ChangedFile) -> set[int]:
+    """Added lines that hold code (not blank, not only a comment): what selects the blocks."""
+    return {
+        ln.new_lineno
+        for h in file.hunks
+        for ln in h.lines
+        if ln.kind == "add"
+        and ln.new_lineno is not None
+        and ln.text.strip()
+        and not ln.text.lstrip().startswith("#")
+    }
 
 
 def _on(findings: Iterable[Finding], changed: set[int]) -> list[Finding]:
