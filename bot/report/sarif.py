@@ -31,7 +31,7 @@ _ABOUT = {
     "scanner; the secret value is never repeated in the report.",
     "bandit": "Reported by the Bandit static analyzer and triaged by secreview.",
     "injection": "Text aimed at AI code reviewers (prompt injection), found by secreview's "
-    "injection detector before any model saw the change.",
+    "injection detector before any model saw the code.",
 }
 _CWE_ID = re.compile(r"^CWE-([0-9]+)$")
 CWE_NAMES = {
