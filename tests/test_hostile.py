@@ -320,6 +320,7 @@ def test_a_renamed_file_with_changes_from_the_files_api_is_reviewed() -> None:
     [
         ("conf/locale/fa/LC_MESSAGES/django.po", 'msgstr "\u0645\u06cc\u200c\u0634\u0648\u062f"'),
         ("app/i18n.py", 'GREETING = "\u0645\u06cc\u200c\u0634\u0648\u062f"'),
+        ("django/conf/locale/ar/formats.py", 'SHORT_DATE_FORMAT = "d\u200f/m\u200f/Y"'),
         ("data/names.json", '{"a": "x\u200by"}'),
         ("roles/x/tasks/main.yml", "    system: true"),
         ("lib/ansible/modules/user.py", "    system: bool = False,"),

@@ -123,12 +123,11 @@ def detect(text: str) -> str | None:
 
 
 def is_data_file(path: str) -> bool:
-    """Translation catalogs and data files: their invisible characters belong to their text."""
+    """Translation catalogs, locale data and data files: their invisible characters belong to
+    their text (Django's ``conf/locale/ar/formats.py`` writes dates with right-to-left marks)."""
     lowered = path.lower()
-    if lowered.endswith(_DATA_SUFFIXES):
-        return True
-    return bool(_DATA_DIRS.intersection(lowered.split("/")[:-1])) and not lowered.endswith(
-        (".py", ".js", ".ts", ".go", ".rb", ".java", ".php", ".sh")
+    return lowered.endswith(_DATA_SUFFIXES) or bool(
+        _DATA_DIRS.intersection(lowered.split("/")[:-1])
     )
 
 

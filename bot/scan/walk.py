@@ -17,7 +17,7 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 import pathspec
@@ -263,7 +263,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[Entry]:
         if count > MAX_MEMBERS:
             yield ARCHIVE_PATH, None, f"more than {MAX_MEMBERS} entries: the rest was not read"
             return
-        every = PurePosixPath(member.name).parts
+        every = tuple(p for p in member.name.split("/") if p and p != ".")
         parts = every[1:]
         if not parts or member.isdir():
             continue
