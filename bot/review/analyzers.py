@@ -62,9 +62,7 @@ def _manager() -> Any:
         # B101 (assert) is noise for a security review; B613 (trojan source) is what the
         # injection detector already reports for every file type, and it tokenizes the file.
         profile = {"include": set(), "exclude": set(_SKIP_TESTS | {"B613"})}
-        return b_manager.BanditManager(
-            b_config.BanditConfig(), "file", quiet=True, profile=profile
-        )
+        return b_manager.BanditManager(b_config.BanditConfig(), "file", quiet=True, profile=profile)
 
 
 def _nosec_lines(text: str) -> dict[int, set[str]]:
