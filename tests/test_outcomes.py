@@ -92,3 +92,19 @@ def test_fates_at_merge() -> None:
         "b": ["fixed"],
         "c": ["dismissed", "thumbs_down"],
     }
+
+
+def test_one_call_after_publishing(store: FeedbackStore) -> None:
+    new = store.record_review(
+        REPO, 4, posted=["a", "b"], fixed=["a"], dismissed=["b"], reactions={"b": (0, 1)}
+    )
+    assert new == 5
+    again = store.record_review(REPO, 4, posted=["a"], fixed=["a"], reactions={"b": (0, 3)})
+    assert again == 0
+    tally = store.tally(REPO)
+    assert [tally.count(o) for o in ("fixed", "dismissed", "thumbs_down", "thumbs_up")] == [
+        1,
+        1,
+        1,
+        0,
+    ]

@@ -114,6 +114,31 @@ class FeedbackStore:
                 new += self.record(repo, pr, fingerprint, outcome)
         return new
 
+    def record_review(
+        self,
+        repo: str,
+        pr: int,
+        *,
+        posted: Iterable[str] = (),
+        fixed: Iterable[str] = (),
+        dismissed: Iterable[str] = (),
+        reactions: Mapping[str, tuple[int, int]] | None = None,
+    ) -> int:
+        """One call after publishing a review: what it posted, what pushes fixed, what people
+        dismissed, and reactions (fingerprint → (👍, 👎)); returns how many records were new."""
+        new = self.posted(repo, pr, posted)
+        fates: dict[str, list[Outcome]] = {}
+        for fp in fixed:
+            fates.setdefault(fp, []).append("fixed")
+        for fp in dismissed:
+            fates.setdefault(fp, []).append("dismissed")
+        for fp, (up, down) in (reactions or {}).items():
+            if up:
+                fates.setdefault(fp, []).append("thumbs_up")
+            if down:
+                fates.setdefault(fp, []).append("thumbs_down")
+        return new + self.record_all(repo, pr, fates)
+
     def tally(self, repo: str, days: int = WINDOW_DAYS, now: float | None = None) -> Tally:
         """Findings posted in the last ``days`` days and the outcomes they met (at any time)."""
         since = (self.clock() if now is None else now) - days * 24 * 3600
