@@ -11,7 +11,7 @@ import pytest
 from bot import diff as diffmod
 from bot.findings import Finding
 from bot.github.commands import WRITE_ASSOCIATIONS
-from bot.review import continuity, feedback
+from bot.review import continuity, feedback, prompts
 from bot.review.feedback import Comment, Dismissal
 from bot.review.prompts import PreviousFinding
 
@@ -205,13 +205,22 @@ def test_one_fingerprint_continues_one_finding() -> None:
     assert [f.fingerprint == FP for f in placed] == [True, False]
 
 
-def test_fixed_claims_and_fates() -> None:
-    answer = json.dumps({"findings": [], "fixed": [OTHER, "0000000000000000"]})
-    assert continuity.fixed_claims(answer, PREVIOUS) == (OTHER,)
-    assert continuity.fixed_claims("```json\n" + answer + "\n```", PREVIOUS) == (OTHER,)
-    assert continuity.fixed_claims("not json", PREVIOUS) == ()
-    assert continuity.fates(PREVIOUS, [FP], [OTHER]) == {FP: "persists", OTHER: "fixed"}
-    assert continuity.fates(PREVIOUS, [], []) == {FP: "unknown", OTHER: "unknown"}
+def test_claims_and_fates() -> None:
+    answer = json.dumps(
+        {"findings": [], "persisting": [FP], "fixed": [OTHER, FP, "0000000000000000"]}
+    )
+    claims = continuity.claims(answer, PREVIOUS)
+    assert claims == continuity.Claims(persisting=(FP,), fixed=(OTHER,))  # never both
+    assert continuity.claims("```json\n" + answer + "\n```", PREVIOUS) == claims
+    assert continuity.claims("not json", PREVIOUS) == continuity.Claims()
+    assert continuity.claims('{"findings": [], "fixed": "x"}', PREVIOUS) == continuity.Claims()
+    assert continuity.fates(PREVIOUS, [], [OTHER], [FP]) == {FP: "persists", OTHER: "fixed"}
+    assert continuity.fates(PREVIOUS, [FP], []) == {FP: "persists", OTHER: "unknown"}
+
+
+def test_persisting_findings_are_carried_as_stored() -> None:
+    stored = [finding(FP), finding(OTHER)]
+    assert continuity.carry(stored, [FP, "0000000000000000"]) == (stored[0],)
 
 
 def test_previous_findings_from_stored_findings() -> None:
@@ -264,3 +273,22 @@ def test_a_dismissed_finding_is_neither_open_nor_fixed_and_the_summary_says_by_w
         plan.summary
     )
     assert "<b>" not in plan.summary and "fixture" not in plan.summary
+
+
+def test_the_emulated_model_follows_the_re_review_contract() -> None:
+    from tests.emulators.fake_model import review
+
+    unit, files = unit_and_files()
+    moved = PreviousFinding(FP, "app/db.py", 7, "CWE-89", "SQL injection in find()")
+    gone = PreviousFinding(OTHER, "app/db.py", 9, "CWE-78", "Shell injection")
+    message = prompts.build_unit_message(unit, previous=[moved, gone])
+    answer = review([{"role": "user", "content": message}], {})
+    data = json.loads(answer)
+    assert [f.get("fingerprint") for f in data["findings"]] == [FP]  # moved: line 7 → 3
+    assert continuity.claims(answer, [moved, gone]) == continuity.Claims((), (OTHER,))
+    stayed = PreviousFinding(FP, "app/db.py", 3, "CWE-89", "SQL injection in find()")
+    message = prompts.build_unit_message(unit, previous=[stayed])
+    answer = review([{"role": "user", "content": message}], {})
+    assert json.loads(answer) == {"findings": [], "persisting": [FP]}
+    placed, _ = continuity.place(json.loads(answer)["findings"], unit, files, [stayed])
+    assert placed == []

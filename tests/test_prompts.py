@@ -27,7 +27,7 @@ from tests.emulators.prefix_cache import block_hashes, render_chat, tokenize
 GOLDEN = Path(__file__).parent / "golden" / "prefix.txt"
 # Pinned on purpose: any change to the policy, schema or templates must be a visible decision
 # (regenerate with SECREVIEW_UPDATE_GOLDEN=1 and update this constant).
-GOLDEN_SHA256 = "151b683ffdc07f658b60c0b2e5bcdb5c1212e18fad79f47c9c4730258f1b1d7f"
+GOLDEN_SHA256 = "4377d9e07fc517064fcb2622abbb17654256c4fd028ce02024d47849c55219be"
 
 REPO = RepoContext(
     repo="acme/shop",
@@ -333,6 +333,7 @@ def test_fence_ids_are_stable_per_label_whatever_the_content() -> None:
         lambda i: i[:6] + "\u200b" + i[6:],
         lambda i: i[:4] + "\n" + i[4:],
         lambda i: " ".join(i),
+        lambda i: i.translate(str.maketrans("0123456789abcdef", "０１２３４５６７８９аbсdеf")),
     ],
 )
 def test_a_fence_id_never_occurs_in_its_content(disguise: Callable[[str], str]) -> None:
@@ -344,7 +345,7 @@ def test_a_fence_id_never_occurs_in_its_content(disguise: Callable[[str], str]) 
     # every candidate the data names is skipped: forging needs the id inside the data
     names_both = body + " " + chosen
     assert fence_id(prompts.fence(names_both, "pr-description")) not in {stable, chosen}
-    assert chosen not in body.lower().replace("\u200b", "").replace("\n", "").replace(" ", "")
+    assert chosen not in prompts._id_probe(body)
 
 
 @pytest.mark.parametrize("label", ["", "Diff", 'x" id="1', "a b"])

@@ -1,11 +1,17 @@
 """A re-review continues the last one: earlier findings go into the unit, the answer says which
-persist (by fingerprint, possibly moved) and which are fixed.
+persist, which moved and which are fixed.
 
 Pure. The unit message carries ``prompts.PreviousFinding`` values for its files
-(``previous_for``); the model may mark a finding as continuing one of them (its optional
-``fingerprint``) and list the ones the code no longer has (``fixed``), both in
-prompts/findings.schema.json. ``place`` keeps a continued finding's old fingerprint, so its
-thread, its dismissal and its history stay attached to it whatever words the model used.
+(``previous_for``, ``from_findings``). The answer (prompts/findings.schema.json) may list
+unchanged ones under ``persisting`` instead of writing them out again (output tokens cost 25×
+cached input), report a moved one as a finding with its old ``fingerprint``, and list the ones
+the code no longer has under ``fixed``. ``place`` keeps a continued finding's old fingerprint,
+so its thread, its dismissal and its history stay attached whatever words the model used;
+``claims`` reads ``persisting``/``fixed``; ``carry`` keeps persisting findings in the result.
+
+Wiring: whoever passes ``previous=`` to ``prompts.build_unit_message`` must also honour
+``claims(...).persisting`` (``carry`` the stored findings, or at least keep their threads open):
+a persisting finding is absent from the answer's ``findings``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.diff import ChangedFile, ReviewUnit
@@ -72,30 +79,55 @@ def place(
     return placed, rejected
 
 
-def fixed_claims(content: str, previous: Sequence[PreviousFinding]) -> tuple[str, ...]:
-    """The earlier fingerprints an answer lists as ``fixed`` (only ones it was shown)."""
-    text = content.strip()
-    fenced = _FENCED.match(text)
-    try:
-        data = json.loads(fenced.group("body") if fenced else text)
-    except (ValueError, RecursionError):
-        return ()
-    listed = data.get("fixed") if isinstance(data, dict) else None
-    shown = {p.fingerprint for p in previous}
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What an answer said about the earlier findings it was shown, besides its findings."""
+
+    persisting: tuple[str, ...] = ()
+    fixed: tuple[str, ...] = ()
+
+
+def _listed(data: Any, name: str, shown: set[str]) -> tuple[str, ...]:
+    listed = data.get(name) if isinstance(data, dict) else None
     if not isinstance(listed, list):
         return ()
     return tuple(sorted({fp for fp in listed if isinstance(fp, str) and fp in shown}))
 
 
+def claims(content: str, previous: Sequence[PreviousFinding]) -> Claims:
+    """The ``persisting`` and ``fixed`` fingerprints of an answer (only ones it was shown; a
+    fingerprint claimed both ways counts as persisting: never report as fixed what may not be)."""
+    text = content.strip()
+    fenced = _FENCED.match(text)
+    try:
+        data = json.loads(fenced.group("body") if fenced else text)
+    except (ValueError, RecursionError):
+        return Claims()
+    shown = {p.fingerprint for p in previous}
+    persisting = _listed(data, "persisting", shown)
+    fixed = tuple(fp for fp in _listed(data, "fixed", shown) if fp not in persisting)
+    return Claims(persisting, fixed)
+
+
+def carry(stored: Iterable[Finding], persisting: Iterable[str]) -> tuple[Finding, ...]:
+    """The earlier findings (e.g. the file's stored result) an answer said still persist: they
+    stay in the result as they were, without the model writing them out again."""
+    keep = set(persisting)
+    return tuple(f for f in stored if f.fingerprint in keep)
+
+
 def fates(
-    previous: Sequence[PreviousFinding], current: Iterable[str], fixed: Iterable[str]
+    previous: Sequence[PreviousFinding],
+    current: Iterable[str],
+    fixed: Iterable[str],
+    persisting: Iterable[str] = (),
 ) -> dict[str, Fate]:
     """What became of each earlier finding of a re-reviewed file.
 
-    ``persists`` when a current finding carries its fingerprint; ``fixed`` when the answer said
-    so; ``unknown`` when it was neither re-raised nor declared fixed.
+    ``persists`` when a current finding carries its fingerprint or the answer listed it as
+    persisting; ``fixed`` when the answer said so; ``unknown`` when it said neither.
     """
-    now, gone = set(current), set(fixed)
+    now, gone = set(current) | set(persisting), set(fixed)
     return {
         p.fingerprint: "persists"
         if p.fingerprint in now

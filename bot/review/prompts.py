@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -40,6 +41,8 @@ _GAP = r"[\s\u200b-\u200d\u2060\ufeff]*"
 _MARKER_RE = re.compile(rf"<(?={_GAP}/?{_GAP}(?:{FENCE_TAG}|{INSTRUCTIONS_TAG}))", re.IGNORECASE)
 _LABEL_RE = re.compile(r"[a-z][a-z0-9-]{0,40}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Cyrillic and Greek letters that read as the hex letters of a fence id.
+_HEX_LOOKALIKES = str.maketrans("аɑαьъсϲԁеєҽſ", "aaabbccdeeef")
 _ID_GAP_RE = re.compile(r"[\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]+")
 
 
@@ -89,8 +92,10 @@ def neutralise(text: str) -> str:
 
 
 def _id_probe(text: str) -> str:
-    """``text`` as a forger would need it to read: lower case, without whitespace or zero-width."""
-    return _ID_GAP_RE.sub("", text).lower()
+    """``text`` as a reader could take it: compatibility-folded (fullwidth digits), lower case,
+    look-alikes of hex letters mapped to them, without whitespace or invisible characters."""
+    folded = unicodedata.normalize("NFKC", text).lower().translate(_HEX_LOOKALIKES)
+    return _ID_GAP_RE.sub("", folded)
 
 
 def fence_id(label: str, body: str) -> str:

@@ -218,9 +218,55 @@ def last_user_message(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
+_PREVIOUS_FENCE = re.compile(
+    r'<untrusted-data kind="previous-findings"[^>]*>\n(.*?)</untrusted-data', re.DOTALL
+)
+
+
+def previous_findings(text: str) -> list[dict[str, Any]]:
+    """The findings a re-review unit lists as already posted (one JSON object per line)."""
+    blocks = _PREVIOUS_FENCE.findall(text)
+    return [json.loads(line) for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def continued(found: list[dict[str, Any]], previous: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer of a model that follows the re-review contract (the policy's "Re-reviews"):
+    unchanged findings by fingerprint under ``persisting``, moved ones with their fingerprint,
+    the rest of the listed ones under ``fixed``."""
+    findings, persisting, seen = [], [], set()
+    for f in found:
+        match = next(
+            (
+                p
+                for p in previous
+                if p["fingerprint"] not in seen and (p["path"], p["cwe"]) == (f["path"], f["cwe"])
+            ),
+            None,
+        )
+        if match is None:
+            findings.append(f)
+            continue
+        seen.add(match["fingerprint"])
+        if match["line"] == f["line"]:
+            persisting.append(match["fingerprint"])
+        else:
+            findings.append({**f, "fingerprint": match["fingerprint"]})
+    fixed = [p["fingerprint"] for p in previous if p["fingerprint"] not in seen]
+    answer: dict[str, Any] = {"findings": findings}
+    if persisting:
+        answer["persisting"] = persisting
+    if fixed:
+        answer["fixed"] = fixed
+    return answer
+
+
 def review(messages: Sequence[Mapping[str, Any]], request_json: Mapping[str, Any]) -> str:
-    """The default emulator script: ``{"findings": [...]}`` for the unit in the user message."""
-    return json.dumps({"findings": find_issues(last_user_message(messages))})
+    """The default emulator script: ``{"findings": [...]}`` for the unit in the user message
+    (continuing the findings a re-review lists, when it lists any)."""
+    user = last_user_message(messages)
+    found = find_issues(user)
+    previous = previous_findings(user)
+    return json.dumps(continued(found, previous) if previous else {"findings": found})
 
 
 def scripted(answers: Mapping[str, str | Script] | Script, default: Script = review) -> Script:
