@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets bench-hostile bench-review clean
+.PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets bench-hostile bench-review bench-real clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,9 @@ bench-hostile: install  ## adversarial inputs beside benign ones of the same siz
 
 bench-review: install  ## secreview review --diff [--repo] on a 40-file Python PR against a bare parse
 	$(BIN)/python -m bench.review_speed
+
+bench-real: install  ## Django 4.2 -> 5.0 as a PR and flask/django/ansible-core scans (sdists from PyPI)
+	$(BIN)/python -m bench.real_code
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
