@@ -2,8 +2,8 @@
 
 For diffs of 1k, 10k and 100k changed lines, each measurement runs in a fresh interpreter so
 peak RSS is its own: the baseline is unidiff's bare ``PatchSet`` parse of the same text, the
-pipeline is ``engine.plan_review`` (which parses with unidiff too, then does everything up to the
-final request bodies). Targets: pipeline within 3x of the bare parse, linear in diff size, and
+pipeline is ``plan_diff`` (which parses with unidiff too, then does everything up to the final
+request bodies). Targets: pipeline within 3x of the bare parse, linear in diff size, and
 under 300 MB peak at 100k lines.
 """
 
@@ -84,15 +84,15 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": rss, "files": len(patch)}))
 
 _PIPELINE = """
 import json, resource, sys, time
-from bot.review import engine
+from bot.review.plan import PlanOptions, plan_diff
 from bot.review.prompts import PRContext, RepoContext
 text = open(sys.argv[1], encoding="utf-8").read()
 repo = RepoContext(repo="octo/shop", languages=("Python",), frameworks=("flask",))
 pr = PRContext(title="Refactor order handling", body="Moves refunds into a service.")
 # Warm up: template compilation and regex building are one-off per process, not per diff.
-engine.plan_review(open(sys.argv[2], encoding="utf-8").read(), repo=repo, pr=pr)
+plan_diff(open(sys.argv[2], encoding="utf-8").read(), repo=repo, pr=pr)
 t0 = time.perf_counter()
-plan = engine.plan_review(text, repo=repo, pr=pr, budget_tokens=12000)
+plan = plan_diff(text, repo=repo, pr=pr, options=PlanOptions(budget_tokens=12000))
 elapsed = time.perf_counter() - t0
 chars = sum(len(m["content"]) for r in plan.requests for m in r.messages)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -102,7 +102,7 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": rss, "units": units, "promp
 
 _IMPORTS = """
 import json, resource
-from bot.review import engine
+from bot.review import plan
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

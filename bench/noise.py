@@ -4,7 +4,7 @@ Twenty diffs written for this benchmark (bench/data/noise/): half plant a vulner
 clean refactors. The Workers AI emulator plays a model that reports every planted flaw *and*
 plausible-but-false findings (on clean and planted diffs alike, each citing a real line), and,
 for the verification pass, a verifier that is right about 90 % of the time — not perfect. The
-review runs through the real engine, and the second look through ``bot.verify``.
+review and its second look run through the real run (``bot.review.run``).
 
 ``--parts`` runs it once per section of the system prefix with that section cut (and once with
 the JSON schema repeated in the prompt): what each part costs. The emulated reviewer reads only
@@ -25,8 +25,12 @@ from typing import Any
 
 from bench.common import write_result
 from bot.model.client import WorkersAIClient
-from bot.review import engine, prompts, verify
+from bot.repo_config import RepoConfig
+from bot.review import prompts, verify
+from bot.review.models import single
+from bot.review.plan import Plan, plan_diff
 from bot.review.prompts import Prefix, RepoContext
+from bot.review.run import review_plan
 from bot.tokens import estimate_tokens
 from tests.emulators.fake_model import added_lines, diff_text, find_issues, last_user_message
 from tests.emulators.server import LiveServer
@@ -103,7 +107,7 @@ def model(messages: Sequence[Mapping[str, Any]], request: Mapping[str, Any]) -> 
 
 
 def truth(diff: bytes) -> set[tuple[str, int, str]]:
-    plan = engine.plan_review(diff, repo=REPO)
+    plan = plan_diff(diff, repo=REPO)
     text = "\n".join(prompts.render_unit(u) for u in plan.units)
     found = find_issues(f'<untrusted-data kind="diff" id="x">\n{text}</untrusted-data')
     return {(f["path"], f["line"], f["cwe"]) for f in found}
@@ -112,7 +116,7 @@ def truth(diff: bytes) -> set[tuple[str, int, str]]:
 Transform = Callable[[str], str]
 
 
-def _with_system(plan: engine.ReviewPlan, transform: Transform | None) -> engine.ReviewPlan:
+def _with_system(plan: Plan, transform: Transform | None) -> Plan:
     """``plan`` with its system prefix rewritten (review and second look share it)."""
     if transform is None:
         return plan
@@ -134,6 +138,7 @@ def measure(transform: Transform | None = None) -> dict[str, Any]:
     verify_cost = review_cost = 0.0
     prefix_tokens = 0
     dropped: dict[str, int] = {}
+    config = RepoConfig(verify=True, min_confidence=0.5)
     with LiveServer(emulator.app) as server:
         url = server.url + "/client/v4"
         reviewer = WorkersAIClient(
@@ -142,36 +147,28 @@ def measure(transform: Transform | None = None) -> dict[str, Any]:
         checker = WorkersAIClient(
             "acct", "token", MODEL, url, response_format=verify.response_format()
         )
+        models = single(reviewer, verifier=checker)
         for path in sorted(DATA.glob("*.diff")):
             diff = path.read_bytes()
             planted = truth(diff)
             totals["planted"] += len(planted)
-            plan = _with_system(engine.plan_review(diff, repo=REPO), transform)
+            plan = _with_system(plan_diff(diff, repo=REPO, config=config), transform)
             prefix_tokens = estimate_tokens(plan.prefix.text)
-            result = engine.execute(plan, reviewer, poll_interval=0.0, sleep=lambda _s: None)
-            review_cost += result.stats.cost_usd
-            before = {(f.path, f.line, f.cwe) for f in result.findings if f.source == "model"}
-            checked, look = verify.second_look(plan, result, checker, sleep=lambda _s: None)
-            after = {(f.path, f.line, f.cwe) for f in checked.findings if f.source == "model"}
+            final = review_plan(plan, models, sleep=_no_wait)
+            review_cost += final.result.stats.cost_usd - final.verify_cost_usd
+            # Every source counts: a false bandit hit reaches the PR as surely as a model's.
+            kept = list(final.result.findings)
+            before = {(f.path, f.line, f.cwe) for f in [*kept, *final.dropped]}
+            after = {(f.path, f.line, f.cwe) for f in kept}
             totals["true_without"] += len(before & planted)
             totals["false_without"] += len(before - planted)
             totals["true_with"] += len(after & planted)
             totals["false_with"] += len(after - planted)
-            verify_usage = [
-                a + b
-                for a, b in zip(
-                    verify_usage,
-                    (
-                        look.usage.prompt_tokens,
-                        look.usage.cached_tokens,
-                        look.usage.completion_tokens,
-                    ),
-                    strict=True,
-                )
-            ]
-            verify_cost += look.cost_usd
-            for why, n in look.dropped.items():
-                dropped[why] = dropped.get(why, 0) + n
+            verify_usage = [a + b for a, b in zip(verify_usage, final.verify_usage, strict=True)]
+            verify_cost += final.verify_cost_usd
+            for rejection in final.result.rejected:
+                if rejection.unit == "second look":
+                    dropped[rejection.reason] = dropped.get(rejection.reason, 0) + 1
     return {
         "diffs": len(list(DATA.glob("*.diff"))),
         "planted_vulnerabilities": totals["planted"],
@@ -191,6 +188,10 @@ def measure(transform: Transform | None = None) -> dict[str, Any]:
         "second_look_cost_usd": round(verify_cost, 6),
         "review_cost_usd": round(review_cost, 6),
     }
+
+
+def _no_wait(_seconds: float) -> None:
+    """The emulator answers at once: no need to wait between polls."""
 
 
 def sections(text: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Scan planning at scale: a generated tree of 20,000+ files / 2,000,000+ lines.
 
 Measures, in fresh processes: planning (walk, skip, rank, budget, pack) time and peak memory
-beside a bare walk that only reads every file; then, from the engine's real units and prompts,
+beside a bare walk that only reads every file; then, from the run's real units and prompts,
 the number of requests and of async batches under the 10 MB payload limit, how full the units
 are (estimated tokens over the budget), and requests against the minimum the budget allows.
 """
@@ -108,7 +108,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": rss, "file
 _PLAN = """
 import json, math, resource, sys, time
 from pathlib import Path
-from bot.review import engine
+from bot.review.plan import PlanOptions, plan_files
+from bot.review.outcome import batches as pack_batches
 from bot.model import client as llm
 from bot.review import prompts
 from bot.scan import walk as scan
@@ -121,12 +122,12 @@ plan = scan.plan_scan(scan.walk_tree(Path(sys.argv[1])), RepoConfig(), budget_to
 elapsed = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 total = sum(f.tokens for f in plan.files)
-# What the engine really sends: redaction, units, prompts, then batches by their payload bytes.
+# What a run really sends: redaction, units, prompts, then batches by their payload bytes.
 t1 = time.perf_counter()
-review = engine.plan_files(plan.changed_files(), skipped=plan.skipped, repo=RepoContext(),
-                           kind="scan", budget_tokens=budget)
+review = plan_files(plan.changed_files(), skipped=plan.skipped, repo=RepoContext(),
+                    kind="scan", options=PlanOptions(budget_tokens=budget))
 fmt = prompts.response_format()
-batches = engine.batches(review.requests, lambda r: llm.batch_payload_size([r], fmt),
+batches = pack_batches(review.requests, lambda r: llm.batch_payload_size([r], fmt),
                          llm.MAX_BATCH_BYTES)
 sizes = [sum(llm.batch_payload_size([r], fmt) for r in b) for b in batches]
 unit_tokens = sum(u.tokens for u in review.units)

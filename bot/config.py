@@ -64,6 +64,15 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    bad = [item for item in items if any(c.isspace() for c in item)]
+    if bad:
+        raise ConfigError(f"{name} must be a comma-separated list of model names, not {raw!r}")
+    return items
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -215,11 +224,25 @@ class Settings:
     max_cost_usd: float | None = None
     daily_token_budget_installation: int = 0
     daily_token_budget_repo: int = 0
-    visibility_timeout_s: int = 7200
+    visibility_timeout_s: int = 600
     model_deadline_s: int = 1800
     first_poll_s: float = 5.0
     model_timeout_s: float = DEFAULT_MODEL_TIMEOUT_S
     analyzers_only: bool = False
+    # --- the run (DESIGN.md §8): failover chain, task limits, the sweeper ---
+    model_fallbacks: tuple[str, ...] = ()
+    task_time_limit_s: int = 300
+    sweep_interval_s: int = 30
+
+    @property
+    def model_chain(self) -> tuple[str, ...]:
+        """The models a run may use, in order: SECREVIEW_MODEL, then the fallbacks."""
+        return tuple(dict.fromkeys((self.model, *self.model_fallbacks)))
+
+    @property
+    def task_soft_limit_s(self) -> int:
+        """Seconds after which a task is asked to stop (80 % of the hard limit)."""
+        return max(1, int(self.task_time_limit_s * 0.8))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -253,13 +276,23 @@ class Settings:
             max_cost_usd=_float(env, "SECREVIEW_MAX_COST_USD", None),
             daily_token_budget_installation=_int(env, "SECREVIEW_DAILY_TOKENS_INSTALLATION", 0),
             daily_token_budget_repo=_int(env, "SECREVIEW_DAILY_TOKENS_REPO", 0),
-            visibility_timeout_s=_int(env, "SECREVIEW_VISIBILITY_TIMEOUT", 7200, minimum=1),
+            # A message a dead worker held comes back after this long. Tasks are bounded by the
+            # hard time limit, so anything past it plus a margin means the worker died.
+            visibility_timeout_s=_int(
+                env,
+                "SECREVIEW_VISIBILITY_TIMEOUT",
+                _int(env, "SECREVIEW_TASK_TIME_LIMIT", 300, minimum=10) + 300,
+                minimum=1,
+            ),
             model_deadline_s=_int(env, "SECREVIEW_MODEL_DEADLINE", 1800, minimum=10),
             first_poll_s=_float(env, "SECREVIEW_FIRST_POLL", 5.0) or 5.0,
             model_timeout_s=_positive_float(
                 env, "SECREVIEW_MODEL_TIMEOUT", DEFAULT_MODEL_TIMEOUT_S
             ),
             analyzers_only=(env.get("SECREVIEW_LLM_BACKEND") or "").strip().lower() == "none",
+            model_fallbacks=_list(env, "SECREVIEW_MODEL_FALLBACKS"),
+            task_time_limit_s=_int(env, "SECREVIEW_TASK_TIME_LIMIT", 300, minimum=10),
+            sweep_interval_s=_int(env, "SECREVIEW_SWEEP_INTERVAL", 30, minimum=1),
         )
 
     @property

@@ -105,11 +105,27 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class Reused:
+    """A file whose result was carried over from an earlier review of the same patch."""
+
+    path: str
+    from_head: str
+
+
+@dataclass(frozen=True, slots=True)
 class Coverage:
-    """What was reviewed and what was skipped, with reasons."""
+    """What was reviewed, reused, skipped and failed, with reasons; which model judged what.
+
+    ``reviewed``: files the model answered for in this run; ``reused``: files whose unchanged
+    patch kept an earlier answer; ``failed``: files the model was asked about but never
+    answered for (so not reviewed); ``models``: path → the model whose answer was used.
+    """
 
     reviewed: tuple[str, ...] = ()
     skipped: tuple[Skip, ...] = ()
+    reused: tuple[Reused, ...] = ()
+    failed: tuple[Skip, ...] = ()
+    models: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,11 @@ QUEUE_COMMANDS = "secreview.commands"
 QUEUES = (QUEUE_REVIEWS, QUEUE_POLLS, QUEUE_SCANS, QUEUE_COMMANDS)
 
 TASK_REVIEW = "secreview.review_pull_request"
-TASK_POLL = "secreview.poll_model_job"
-TASK_POLL_SCAN = "secreview.poll_scan"
 TASK_SCAN = "secreview.scan_repository"
 TASK_COMMAND = "secreview.run_command"
 TASK_MERGED = "secreview.record_merge"
+TASK_STEP = "secreview.run_step"  # the next step of a run (workers only)
+TASK_SWEEP = "secreview.sweep"  # re-drive overdue runs (workers only)
 
 ReviewTrigger = Literal["opened", "synchronize", "reopened", "ready_for_review", "command", "rerun"]
 

@@ -51,6 +51,10 @@ class RepoConfig:
     provenance: tuple[tuple[str, str], ...] = ()
     # Problems with the organisation's shared file, said once in the review's summary.
     notes: tuple[str, ...] = ()
+    # The check's conclusion when part of the model review is missing (model down, out of
+    # capacity, deadline, budget): neutral by default so a model outage does not block every
+    # merge of every repository; the severity gate still fails on whatever was found.
+    on_incomplete: str = "neutral"
 
     @property
     def filter_rules(self) -> FilterRules:
@@ -79,6 +83,7 @@ _ALLOWED = {
     "min_confidence",
     "ignore",
     "accept_risk",
+    "on_incomplete",
 }
 
 
@@ -213,7 +218,16 @@ def _build(data: Mapping[str, Any]) -> RepoConfig:
         verify=bool(data.get("verify", False)),
         min_confidence=_number(data.get("min_confidence", 0.5), "min_confidence", float, 0, 1),
         suppressions=_suppressions(data),
+        on_incomplete=_on_incomplete(data.get("on_incomplete"), defaults.on_incomplete),
     )
+
+
+def _on_incomplete(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    if value not in ("neutral", "failure"):
+        raise ConfigError(f"{CONFIG_PATH}: on_incomplete must be neutral or failure")
+    return str(value)
 
 
 # --- organisation defaults (issue 13) --------------------------------------------------------

@@ -29,7 +29,7 @@ from bot.errors import InvalidSignature
 from bot.github import webhooks
 from bot.github.routing import RouteContext, router
 from bot.metrics import SHARED_KEY, Registry
-from workers.producer import Producer
+from bot.queue import Producer
 
 log = logging.getLogger("secreview.web")
 
@@ -146,9 +146,11 @@ class WebhookEndpoint:
 def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None) -> Receiver:
     """The receiver for ``settings``; ConfigError when no webhook secret is set."""
     secret = settings.require_webhook_secret()
-    client = redis_client or aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=2
-    )
+    if redis_client is None:
+        from bot.redis_client import connect_async
+
+        redis_client = connect_async(settings.redis_url)
+    client = redis_client
     metrics = Registry()
     webhook = WebhookEndpoint(
         secret, Producer(client), metrics, RouteContext(app_id=settings.github_app_id)

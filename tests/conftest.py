@@ -14,8 +14,9 @@ TEST_REDIS_URL = os.environ.get("SECREVIEW_TEST_REDIS_URL", "redis://127.0.0.1:6
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never see the developer's real credentials or model settings."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's real credentials, model settings or cache directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     for name in list(os.environ):
         prefixes = ("GITHUB_", "CLOUDFLARE_", "OPENAI_", "SECREVIEW_", "WORKERS_AI_")
         if name.startswith(prefixes) and name != "SECREVIEW_UPDATE_GOLDEN":

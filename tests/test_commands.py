@@ -80,7 +80,7 @@ def test_triage_opens_a_pull_request_on_the_base_branch(
     from tests.emulators.server import LiveServer
     from tests.fakes.github import FakeGitHub, Pull
     from workers.commands import run_command
-    from workers.pipeline import Services
+    from workers.driver import Runtime
 
     fake = FakeGitHub("88", app_key[1])
     repo = fake.add_repo("octo/shop", 4)
@@ -95,12 +95,12 @@ def test_triage_opens_a_pull_request_on_the_base_branch(
             "REDIS_URL": redis_url,
         }
         settings = Settings.from_env(env)
-        svc = Services(
-            settings,
-            redis.Redis.from_url(redis_url),
-            GitHubApp(settings).installation,
-            lambda: None,
-        )  # type: ignore[arg-type,return-value]
+        svc = Runtime(
+            settings=settings,
+            redis=redis.Redis.from_url(redis_url),
+            github=GitHubApp(settings).installation,
+            schedule=lambda *_step: None,
+        )
         line = "/secreview ignore 1a2b3c4d5e6f7a8b test fixture only"
         cmd = CommandJob(4, "octo/shop", 7, 1, "alice", line, "d")
         assert run_command(cmd, svc) == "proposed #8"

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from bot import diff as diffmod
 from bot.errors import DiffError
-from bot.model.client import ModelResult
-from bot.review import engine
+from bot.review import outcome as outcomes
+from bot.review.plan import plan_diff
 from bot.review.prompts import RepoContext
 
 DIFFS = sorted((Path(__file__).parent / "data" / "diffs").glob("*.diff"))
@@ -72,7 +72,7 @@ def test_model_garbage_never_lands_on_a_missing_line(
 ) -> None:
     import json
 
-    plan = engine.plan_review(EXAMPLE, repo=RepoContext(repo="o/r"))
+    plan = plan_diff(EXAMPLE, repo=RepoContext(repo="o/r"))
     unit = plan.units[0]
     finding = {
         "path": path,
@@ -87,7 +87,7 @@ def test_model_garbage_never_lands_on_a_missing_line(
         "evidence": evidence,
     }
     for content in (json.dumps({"findings": [finding]}), junk, json.dumps({"findings": junk})):
-        outcome = engine.evaluate(plan, ModelResult(unit.id, content))
+        outcome = outcomes.evaluate(plan, unit.id, content, min_confidence=0.0)
         for f in outcome.findings:
             lines = diffmod.line_map(plan.files[f.path])
             assert not f.on_diff or lines.can_comment(f.line, "RIGHT")

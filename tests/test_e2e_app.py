@@ -182,11 +182,11 @@ def test_pull_request_review_lands_once_and_fixes_are_marked(stack: Stack) -> No
     # The same delivery again, and the same task re-run, change nothing.
     again = stack.deliver("pull_request", pr_event("opened", HEAD1), "delivery-1")
     assert again.status_code == 202 and again.json()["duplicate"] is True
-    from workers.producer import celery_message
+    from bot.queue import celery_message
 
     job = jobs.ReviewJob(INSTALLATION, REPO, 7, HEAD1, "delivery-1", "opened")
     stack.redis.lpush(jobs.QUEUE_REVIEWS, celery_message(job))
-    wait_for(lambda: "already published" in stack.worker.log(), 30, "the re-run to finish")
+    wait_for(lambda: "already reviewed" in stack.worker.log(), 30, "the re-run to finish")
     assert len(stack.github.reviews) == 1
     assert len(finding_comments(stack)) == len(comments)
     assert len([c for c in stack.github.issue_comments if "secreview:summary" in c["body"]]) == 1

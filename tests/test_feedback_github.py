@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from workers.ports import Services
 
 from bot.config import Settings
 from bot.findings import ReviewResult, place_findings
@@ -24,7 +25,6 @@ from bot.review.prompts import RepoContext
 from tests.emulators.server import LiveServer
 from tests.fakes.github import FakeGitHub, Pull
 from workers.feedback import record_merge
-from workers.ports import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 DIFF = (ROOT / "examples" / "vulnerable.diff").read_text()

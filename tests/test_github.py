@@ -15,7 +15,8 @@ from bot.errors import ConfigError, GitHubError, RateLimited
 from bot.findings import Finding
 from bot.github.client import GitHubApp, Installation
 from bot.repo_config import RepoConfig
-from bot.review import engine
+from bot.review import outcome as outcomes
+from bot.review.plan import plan_diff
 from bot.review.prompts import RepoContext
 from tests.emulators.server import LiveServer
 from tests.fakes.github import FakeGitHub, Pull
@@ -80,15 +81,17 @@ def test_config_comes_from_the_base_branch_only(gh: tuple[FakeGitHub, Installati
 
 def test_publishing_twice_posts_once(gh: tuple[FakeGitHub, Installation]) -> None:
     fake, inst = gh
-    plan = engine.plan_review(DIFF, repo=RepoContext(repo=REPO))
-    result = engine.offline_result(plan)  # the secrets finding, on the diff
+    plan = plan_diff(DIFF, repo=RepoContext(repo=REPO))
+    result = outcomes.assemble(
+        plan, [], model=None, analyzers_only=True
+    )  # the secrets finding, on the diff
     assert result.findings
     pr = inst.pull_request(REPO, 3)
     check = inst.start_check(REPO, HEAD)
     assert inst.start_check(REPO, HEAD) == check  # reused, not a second run
     for _ in range(2):
         inst.publish_review(
-            REPO, pr, HEAD, result, RepoConfig(), check_run_id=check, files=plan.files
+            REPO, pr.number, HEAD, result, RepoConfig(), check_run_id=check, files=plan.files
         )
     assert len(fake.reviews) == 1
     assert len([c for c in fake.issue_comments if "secreview:summary" in c["body"]]) == 1
@@ -117,8 +120,8 @@ def test_annotations_go_in_batches_of_fifty(gh: tuple[FakeGitHub, Installation])
 
 def test_a_rejected_review_keeps_the_other_comments(gh: tuple[FakeGitHub, Installation]) -> None:
     fake, inst = gh
-    plan = engine.plan_review(DIFF, repo=RepoContext(repo=REPO))
-    result = engine.offline_result(plan)
+    plan = plan_diff(DIFF, repo=RepoContext(repo=REPO))
+    result = outcomes.assemble(plan, [], model=None, analyzers_only=True)
     # GitHub moved on: the PR's diff no longer holds one of the lines, so the review is refused.
     fake.repos[REPO].pulls[3].diff = DIFF.split("diff --git a/shop/db.py")[0]
     bad = Finding(
@@ -139,7 +142,7 @@ def test_a_rejected_review_keeps_the_other_comments(gh: tuple[FakeGitHub, Instal
     result = dataclasses.replace(result, findings=(*result.findings, bad))
     outcome = inst.publish_review(
         REPO,
-        inst.pull_request(REPO, 3),
+        3,
         HEAD,
         result,
         RepoConfig(),

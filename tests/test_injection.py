@@ -11,8 +11,11 @@ import pytest
 
 from bot.model.client import WorkersAIClient
 from bot.repo_config import parse_repo_config
-from bot.review import engine, injection, prompts
+from bot.review import injection, prompts
+from bot.review.models import single
+from bot.review.plan import plan_diff
 from bot.review.prompts import PRContext, RepoContext
+from bot.review.run import review_plan
 from tests.emulators.gullible import fooled, gullible
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
@@ -45,8 +48,8 @@ def model_findings(result: object) -> set[tuple[str, int, str]]:
 
 
 def reviewed(client: WorkersAIClient, diff: bytes, pr: PRContext | None = None) -> object:
-    plan = engine.plan_review(diff, repo=REPO, pr=pr)
-    return engine.execute(plan, client, poll_interval=0.0, sleep=lambda _s: None)
+    plan = plan_diff(diff, repo=REPO, pr=pr)
+    return review_plan(plan, single(client), sleep=lambda _s: None).result
 
 
 def test_the_gullible_model_really_obeys_unfenced_instructions() -> None:

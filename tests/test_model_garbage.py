@@ -1,7 +1,7 @@
 """Whatever the model answers, no finding lands on a line the diff does not have.
 
 Garbage, huge output, wrong paths, out-of-range lines and evidence that is not in the diff go
-through the real engine.evaluate / findings.place_findings on a real diff; every placed finding
+through the real outcome.evaluate / findings.place_findings on a real diff; every placed finding
 must sit on a new-side line of its own file inside the unit, and cite what is really there.
 """
 
@@ -19,13 +19,15 @@ from hypothesis import strategies as st
 from bot import diff as diffmod
 from bot import findings as fnd
 from bot.model.client import ModelResult
-from bot.review import engine, verify
-from bot.review.engine import ReviewPlan, UnitOutcome
+from bot.review import outcome as outcomes
+from bot.review import verify
+from bot.review.outcome import UnitOutcome
+from bot.review.plan import Plan, plan_diff
 from bot.review.prompts import RepoContext
 
 ROOT = Path(__file__).resolve().parent.parent
 DIFF = (ROOT / "examples" / "vulnerable.diff").read_bytes()
-PLAN = engine.plan_review(DIFF, repo=RepoContext(repo="octo/shop"))
+PLAN = plan_diff(DIFF, repo=RepoContext(repo="octo/shop"))
 UNIT = PLAN.units[0]
 SQL = (
     "query = f\"SELECT id, name, price FROM products WHERE name LIKE '%{term}%' ORDER BY {order}\""
@@ -54,8 +56,8 @@ def answer(*items: Mapping[str, Any]) -> str:
     return json.dumps({"findings": list(items)})
 
 
-def evaluate(content: str, plan: ReviewPlan = PLAN) -> UnitOutcome:
-    return engine.evaluate(plan, ModelResult(plan.units[0].id, content))
+def evaluate(content: str, plan: Plan = PLAN) -> UnitOutcome:
+    return outcomes.evaluate(plan, plan.units[0].id, content, min_confidence=0.0)
 
 
 def new_side(unit: diffmod.ReviewUnit, path: str) -> dict[int, str]:
@@ -70,7 +72,7 @@ def new_side(unit: diffmod.ReviewUnit, path: str) -> dict[int, str]:
     }
 
 
-def assert_grounded(outcome: UnitOutcome, plan: ReviewPlan = PLAN) -> None:
+def assert_grounded(outcome: UnitOutcome, plan: Plan = PLAN) -> None:
     """Every placed finding is on a real new-side line and its evidence is that code."""
     unit = plan.unit(outcome.unit)
     for f in outcome.findings:
@@ -145,7 +147,7 @@ def test_huge_output_places_only_grounded_findings() -> None:
     outcome = evaluate(content)
     assert_grounded(outcome)
     assert len(outcome.findings) == 2000 and len(outcome.rejected) == 550
-    result = engine.assemble(PLAN, [outcome], model=None)
+    result = outcomes.assemble(PLAN, [outcome], model=None)
     model_findings = [f for f in result.findings if f.source == "model"]
     assert len(model_findings) == 1  # 2000 copies of one flaw are one finding
 
@@ -204,7 +206,7 @@ def test_removed_lines_are_never_cited() -> None:
         "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1,3 +1,3 @@\n"
         " import os\n-os.system(request.args['cmd'])\n+os.run_safely(['ls'])\n print('done')\n"
     )
-    plan = engine.plan_review(diff, repo=RepoContext(repo="o/r"))
+    plan = plan_diff(diff, repo=RepoContext(repo="o/r"))
     outcome = evaluate(
         answer(raw(path="a.py", line=2, evidence="os.system(request.args['cmd'])")), plan
     )
@@ -266,7 +268,7 @@ def test_fuzzed_claims_only_land_on_real_lines(items: list[dict[str, Any]]) -> N
 )
 def test_a_garbage_verdict_keeps_the_finding(content: str | None) -> None:
     placed = evaluate(answer(raw())).findings
-    result = engine.assemble(PLAN, [evaluate(answer(raw()))], model=None)
+    result = outcomes.assemble(PLAN, [evaluate(answer(raw()))], model=None)
     look = verify.SecondLook()
     answers = [ModelResult("verify-0", content)]
     kept = verify.apply_verdicts(result, placed, answers, look, 0.5, "@cf/moonshotai/kimi-k2.6")

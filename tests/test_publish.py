@@ -15,11 +15,12 @@ from bot.report.publish import (
     plan_publish,
     review_comment,
 )
-from bot.review import engine
+from bot.review import outcome as outcomes
+from bot.review.plan import plan_diff
 from bot.review.prompts import RepoContext
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAN = engine.plan_review((ROOT / "examples" / "vulnerable.diff").read_bytes(), repo=RepoContext())
+PLAN = plan_diff((ROOT / "examples" / "vulnerable.diff").read_bytes(), repo=RepoContext())
 HEAD = "f" * 40
 
 
@@ -41,7 +42,8 @@ def finding(line: int, fp: str, **changes: object) -> Finding:
 
 
 def result(*findings: Finding) -> object:
-    return dataclasses.replace(engine.offline_result(PLAN), findings=findings)
+    empty = outcomes.assemble(PLAN, [], model=None, analyzers_only=True)
+    return dataclasses.replace(empty, findings=findings)
 
 
 def test_inline_comments_are_capped_and_the_rest_goes_to_the_summary() -> None:

@@ -131,7 +131,7 @@ def test_json_report_has_the_design_shape() -> None:
         "requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd",
         "secrets_allowed",
     }  # fmt: skip
-    assert set(report["coverage"]) == {"reviewed", "skipped"}
+    assert set(report["coverage"]) == {"reviewed", "skipped", "reused", "failed", "models"}
     assert all(set(s) == {"path", "reason"} for s in report["coverage"]["skipped"])
     assert all(set(s) == {"path", "reason"} for s in report["failed_units"])
     for item in report["findings"]:
@@ -166,7 +166,13 @@ def test_json_report_is_deterministic_text() -> None:
 def test_json_report_of_nothing() -> None:
     report = report_json(EMPTY)
     assert report["findings"] == [] and report["rejected"] == {} and report["model"] is None
-    assert report["coverage"] == {"reviewed": [], "skipped": []}
+    assert report["coverage"] == {
+        "reviewed": [],
+        "skipped": [],
+        "reused": [],
+        "failed": [],
+        "models": {},
+    }
 
 
 # --- SARIF -------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot import diff as diffmod
-from bot.review import engine, risk
+from bot.review import risk
+from bot.review.plan import PlanOptions, plan_files
 from bot.review.prompts import RepoContext
 
 
@@ -101,7 +102,8 @@ def test_sensitive_files_go_first_and_survive_a_unit_cap() -> None:
     assert [f.path for f in ordered[:2]] == ["app/auth/session.py", ".github/workflows/ci.yml"]
     assert [f.path for f in ordered[2:]] == paths[:6]  # stable otherwise
     # With room for two units out of eight, the units kept hold the sensitive files.
-    plan = engine.plan_files(ordered, repo=RepoContext(repo="o/r"), budget_tokens=2000, max_units=2)
+    options = PlanOptions(budget_tokens=2000, max_units=2)
+    plan = plan_files(ordered, repo=RepoContext(repo="o/r"), options=options)
     kept = set(plan.reviewed)
     assert plan.skipped and len(kept) < len(paths)  # the cap really dropped files
     assert {"app/auth/session.py", ".github/workflows/ci.yml"} <= kept

@@ -4,7 +4,6 @@ scan state stores in the real Redis, and batches around the payload limit throug
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
 from collections import Counter
@@ -12,16 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from bot.config import Settings
 from bot.model import client as llm
-from bot.model.client import create_backend
 from bot.repo_config import RepoConfig, parse_repo_config
-from bot.review import engine, prompts
+from bot.review import prompts
+from bot.review.models import ModelPool
+from bot.review.plan import Plan, PlanOptions, plan_files
 from bot.review.prompts import RepoContext
+from bot.review.run import review_plan
 from bot.scan import walk as scan
-from bot.scan.run import FileStore, RedisStore, plan_key, run_scan
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import MAX_PAYLOAD_BYTES, EmulatorApp, create_emulator
 
@@ -245,47 +244,6 @@ def test_tarball_top_level_escape_and_tool_dirs() -> None:
     }
 
 
-def stored_state() -> dict[str, object]:
-    return {
-        "key": "k" * 32,
-        "batches": [
-            {"round": 1, "refs": ["u1", "u2"], "request_id": "r1", "done": False, "results": {}},
-            {"round": 1, "refs": ["u3"], "request_id": "r2", "done": True, "results": {}},
-        ],
-    }
-
-
-def test_redis_store_keeps_one_field_per_batch(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    store = RedisStore(client, "secreview:scan:test")
-    assert store.load() is None
-    state = stored_state()
-    store.save(state)
-    assert client.type("secreview:scan:test") == b"hash"
-    assert set(client.hkeys("secreview:scan:test")) == {b"meta", b"batch:0", b"batch:1"}
-    assert 0 < client.ttl("secreview:scan:test") <= 7 * 24 * 3600
-    again = RedisStore(client, "secreview:scan:test")  # a new worker picks the scan up
-    assert again.load() == state
-    batches = state["batches"]
-    assert isinstance(batches, list)
-    batches[0]["done"] = True
-    batches[0]["results"] = {"u1": ['{"findings": []}', [10, 5, 1], None]}
-    client.hset("secreview:scan:test", "batch:1", "untouched")  # proves only changes are written
-    again.save(state)
-    assert client.hget("secreview:scan:test", "batch:1") == b"untouched"
-    assert json.loads(client.hget("secreview:scan:test", "batch:0") or b"") == batches[0]
-
-
-def test_file_store_round_trips_and_tolerates_garbage(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "scans" / "abc.json")
-    assert store.load() is None
-    store.save(stored_state())
-    assert store.load() == stored_state()
-    assert [p.name for p in (tmp_path / "scans").iterdir()] == ["abc.json"]  # no temp file left
-    (tmp_path / "scans" / "abc.json").write_text("{half a fi")
-    assert store.load() is None
-
-
 @pytest.fixture
 def emulator() -> Iterator[tuple[EmulatorApp, str]]:
     emu = create_emulator(account_id="acct", api_token="tok")
@@ -294,7 +252,7 @@ def emulator() -> Iterator[tuple[EmulatorApp, str]]:
         yield emu, server.url
 
 
-def big_review(budget: int = 2000, files: int = 420) -> engine.ReviewPlan:
+def big_review(budget: int = 2000, files: int = 420) -> Plan:
     """A scan whose requests add up to more than one 10 MB batch."""
     entries = [
         (
@@ -305,8 +263,8 @@ def big_review(budget: int = 2000, files: int = 420) -> engine.ReviewPlan:
         for i in range(files)
     ]
     plan = scan.plan_scan(entries, RepoConfig(), budget_tokens=budget, model=MODEL)
-    return engine.plan_files(
-        plan.changed_files(), repo=RepoContext(), kind="scan", budget_tokens=budget
+    return plan_files(
+        plan.changed_files(), repo=RepoContext(), kind="scan", options=PlanOptions(budget)
     )
 
 
@@ -335,8 +293,7 @@ def test_batches_stay_under_the_payload_limit_and_a_413_is_split(
             "WORKERS_AI_BASE_URL": url + "/client/v4",
         }
     )
-    store = FileStore(tmp_path / f"{plan_key(review)}.json")
-    result = run_scan(review, create_backend(settings), store, sleep=lambda _: None)
+    result = review_plan(review, ModelPool(settings), sleep=lambda _: None).result
     submits = [r for r in emu.state.requests if r.kind == "submit"]
     assert submits[0].status == 413 and all(r.status == 200 for r in submits[1:])
     assert len(submits) >= 4  # two batches by size, the refused one sent again as two halves
@@ -360,8 +317,7 @@ def test_a_batch_refused_for_capacity_is_retried_not_lost(
             "WORKERS_AI_BASE_URL": url + "/client/v4",
         }
     )
-    store = FileStore(tmp_path / "state.json")
-    result = run_scan(review, create_backend(settings), store, sleep=lambda _: None)
+    result = review_plan(review, ModelPool(settings), sleep=lambda _: None).result
     assert Counter(accepted_refs(emu)) == Counter(u.id for u in review.units)
     assert result.failed_units == ()
     assert result.stats.requests == len(review.units)

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from bot import diff as diffmod
 from bot.findings import ReviewResult
 from bot.repo_config import RepoConfig, parse_repo_config
-from bot.review import engine, suppress
+from bot.review import outcome as outcomes
+from bot.review import suppress
+from bot.review.finalize import finalize
+from bot.review.plan import plan_files
 from bot.review.prompts import RepoContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +28,9 @@ TODAY = dt.date(2026, 6, 1)
 
 @pytest.fixture(scope="module")
 def result() -> ReviewResult:
-    plan = engine.plan_review(DIFF, repo=RepoContext(repo="octo/shop"))
-    found = engine.offline_result(plan)
+    files = diffmod.parse_diff(DIFF).files  # the secrets analyzer alone: no bandit here
+    plan = plan_files(files, repo=RepoContext(repo="octo/shop"))
+    found = outcomes.assemble(plan, [], model=None, analyzers_only=True)
     assert len(found.findings) == 2, "two committed keys, found by the secrets analyzer"
     return found
 
@@ -48,9 +53,9 @@ def test_ignore_hides_for_good(result: ReviewResult) -> None:
     assert len(out.findings) == len(result.findings) - 1
     (note,) = done.notes()
     assert note == f"`{fp}` ({result.findings[0].title}) suppressed: fixture key"
-    # The same decision as the engine's own suppression step.
-    engine_out, _ = engine.suppress(result, config(f"ignore:\n  - fingerprint: {fp}\n"))
-    assert engine_out.findings == out.findings
+    # The same decision as the run's finalize step makes.
+    final = finalize(result, config(f"ignore:\n  - fingerprint: {fp}\n"))
+    assert final.result.findings == out.findings
 
 
 def test_accept_risk_until_its_date_then_reported_again(result: ReviewResult) -> None:

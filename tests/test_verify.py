@@ -12,8 +12,12 @@ import pytest
 
 from bot.findings import Finding
 from bot.model.client import WorkersAIClient
-from bot.review import engine, prompts, verify
+from bot.repo_config import RepoConfig
+from bot.review import prompts, verify
+from bot.review.models import single
+from bot.review.plan import plan_diff
 from bot.review.prompts import RepoContext
+from bot.review.run import review_plan
 from tests.emulators.fake_model import review
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
@@ -106,35 +110,38 @@ def test_verification_drops_what_it_refutes_and_shares_the_cache(
     live: tuple[EmulatorApp, str],
 ) -> None:
     emu, url = live
-    plan = engine.plan_review(DIFF, repo=REPO)
-    result = engine.execute(plan, client(url), poll_interval=0.0, sleep=lambda _s: None)
-    model = {f.cwe for f in result.findings if f.source == "model"}
+    plain = review_plan(plan_diff(DIFF, repo=REPO), single(client(url)), sleep=lambda _s: None)
+    model = {f.cwe for f in plain.result.findings if f.source == "model"}
     assert "CWE-89" in model and len(model) >= 2
-    checked, look = verify.second_look(
-        plan, result, client(url, verify.response_format()), sleep=lambda _s: None
+    emu.reset().polls_until_done = 0
+    plan = plan_diff(DIFF, repo=REPO, config=RepoConfig(verify=True, min_confidence=0.5))
+    final = review_plan(
+        plan,
+        single(client(url), verifier=client(url, verify.response_format())),
+        sleep=lambda _s: None,
     )
-    after = {f.cwe for f in checked.findings if f.source == "model"}
+    after = {f.cwe for f in final.result.findings if f.source == "model"}
     assert after == model - {"CWE-89"}
-    assert look.dropped["refuted by the verification pass"] == 1
-    assert look.checked == len([f for f in result.findings if f.source == "model"])
+    note = next(n for n in final.notes if n.startswith("Second look"))
+    assert "1 refuted by the verification pass" in note
+    checked = [f for f in plain.result.findings if f.source == "model"]
+    assert f"{len(checked)} checked by the verification pass" in note
     # The verification requests start with the review's exact prefix, on the same replica.
     submits = [r for r in emu.state.requests if r.kind == "submit"]
     assert submits[-1].headers["x-session-affinity"] == plan.affinity
     assert submits[-1].body["requests"][0]["messages"][0]["content"] == plan.prefix.text
     verify_served = [s for s in emu.state.served if (s.reference or "").startswith("verify-")]
     # One request per unit with findings, not one per finding.
-    assert len(verify_served) == len({f.unit for f in result.findings if f.source == "model"})
-    assert len(verify_served) < look.checked
+    assert len(verify_served) == len({f.unit for f in checked})
+    assert len(verify_served) < len(checked)
     assert verify_served and all(s.cached_tokens > 0 for s in verify_served)
-    assert look.usage.cached_tokens > 0 and "refuted" in look.notes()[0]
 
 
 def test_unreadable_verdicts_keep_the_finding() -> None:
-    plan = engine.plan_review(DIFF, repo=REPO)
-    result = engine.offline_result(plan)
-    kept = dataclasses.replace(result, findings=(finding(),))
+    from bot.findings import ReviewResult
     from bot.model.client import ModelResult
 
+    kept = ReviewResult(findings=(finding(),))
     look = verify.SecondLook()
     out = verify.apply_verdicts(
         kept, [finding()], [ModelResult("verify-0", "{nope")], look, 0.5, "@cf/moonshotai/kimi-k2.6"

@@ -17,7 +17,7 @@ from bot.jobs import CommandJob
 from bot.repo_config import CONFIG_PATH, load_yaml, parse_repo_config
 
 if TYPE_CHECKING:
-    from workers.pipeline import Services
+    from workers.driver import Runtime
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 
@@ -57,7 +57,7 @@ def with_suppression(text: str | None, command: Command) -> str:
     return out
 
 
-def run_command(job: CommandJob, svc: Services) -> str:
+def run_command(job: CommandJob, svc: Runtime) -> str:
     """Reply to the command, or open the pull request that records a suppression."""
     inst: Any = svc.github(job.installation_id)
     outcome = answer(job)

@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.jobs import MergedJob
 from bot.review import outcomes
-from workers.ports import Services
+from workers.driver import Runtime as Services
 
 
 def record_merge(job: MergedJob, svc: Services) -> str:

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot import __version__, logs
 from bot import diff as diffmod
@@ -20,7 +20,6 @@ from bot.model import client as llm
 from bot.model.client import Usage
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.report import render
-from bot.review import analyzers, engine, verify
 from bot.review.prompts import PRContext, RepoContext
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -72,6 +71,16 @@ def _report_options(p: argparse.ArgumentParser) -> None:
         "fail_on, else high)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on standard error")
+    p.add_argument(
+        "--cache-dir",
+        help="where per-file results and resumable runs are kept (default: the user cache "
+        "directory, e.g. ~/.cache/secreview)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="reuse nothing from earlier reviews and keep nothing for later ones",
+    )
 
 
 def _read_diff(source: str) -> bytes:
@@ -98,7 +107,7 @@ def _repo_setup(path: str | None) -> tuple[RepoContext, RepoConfig]:
 
 def progress_printer(
     stream: TextIO, quiet: bool, *, files: int | None = None, model: str | None = None
-) -> engine.Progress | None:
+) -> Callable[[int, int, Usage], None] | None:
     """Progress: a rewriting bar on a terminal, one plain line per step otherwise.
 
     Units done, tokens, cached share; with ``files`` and ``model`` (a scan) also the files
@@ -147,7 +156,7 @@ def exit_status(result: ReviewResult, level: str) -> int:
     """0, or 1 when a finding is at or above ``level``; 2 when the review is incomplete."""
     if level != "none" and at_or_above(result.findings, level):
         return EXIT_FINDINGS
-    if result.failed_units:
+    if result.failed_units or result.coverage.failed:
         return EXIT_USAGE
     return EXIT_OK
 
@@ -161,58 +170,80 @@ OFFLINE_NOTICE = (
 
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     """``secreview review``: review one diff and write a report."""
-    offline = settings.llm_backend is None
-    if not offline:
-        settings.require_model()
+    from bot.cli import runs
+    from bot.review import analyzers
+    from bot.review.models import pool_for
+    from bot.review.plan import Lookup, Plan, PlanOptions, plan_change
+
+    if settings.llm_backend is not None:
+        settings.require_model()  # half-configured: say what is missing, never fall back quietly
+    models = pool_for(settings)
     options.writable_output(args.output)
     diff_bytes = _read_diff(args.diff)
     repo, config = _repo_setup(args.repo)
-    parsed = diffmod.parse_diff(diff_bytes)
-    if not parsed.files:  # an empty diff is a broken pipeline, not a clean change
-        raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
-    kept, skipped = diffmod.filter_files(parsed.files, config.filter_rules)
-    reader = analyzers.local_reader(Path(args.repo)) if args.repo else None
-    analysis = analyzers.analyze(kept, reader)
-    plan = engine.plan_files(
-        kept,
-        skipped=[*skipped, *analysis.skipped],
-        repo=repo,
-        pr=PRContext(title=args.title, body=args.description, files=tuple(f.path for f in kept))
+    where = local_storage(args)
+    pr = (
+        PRContext(title=args.title, body=args.description)
         if args.title or args.description
-        else None,
+        else None
+    )
+    reader = analyzers.local_reader(Path(args.repo)) if args.repo else None
+    knobs = PlanOptions(
         budget_tokens=settings.unit_token_budget,
         max_units=settings.max_units,
-        extra_findings=analysis.findings,
+        model=settings.model,
     )
-    if offline:
-        sys.stderr.write(OFFLINE_NOTICE)
-        result, look = verify.exclude(engine.offline_result(plan))
-    else:
-        from bot.model.client import create_backend
 
-        result = engine.execute(
-            plan,
-            create_backend(settings),
-            progress=progress_printer(sys.stderr, args.quiet),
-            min_confidence=config.min_confidence,
+    def make_plan(lookup: Lookup | None) -> Plan:
+        parsed = diffmod.parse_diff(diff_bytes)
+        if not parsed.files:  # an empty diff is a broken pipeline, not a clean change
+            raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
+        return plan_change(
+            parsed.files,
+            repo=repo,
+            pr=pr,
+            config=config,
+            options=knobs,
+            read=reader,
+            lookup=lookup,
         )
-        checker = None
-        if config.verify:
-            fmt = verify.response_format()
-            checker = create_backend(settings, model=settings.verify_model, response_format=fmt)
-        result, look = verify.second_look(plan, result, checker, threshold=config.min_confidence)
-    for line in look.notes():
-        sys.stderr.write(f"secreview: {line}\n")
-    result, notes = engine.suppress(result, config)
-    for note in notes:
-        sys.stderr.write(f"secreview: {note}\n")
-    write_report(result, args.format, args.output)
-    warn_incomplete(result)
-    return exit_status(result, args.fail_on or config.fail_on)
+
+    if models is None:
+        sys.stderr.write(OFFLINE_NOTICE)
+    final = runs.drive_local(
+        make_plan,
+        kind="review",
+        settings=settings,
+        models=models,
+        where=where,
+        progress=progress_printer(sys.stderr, args.quiet),
+    )
+    return report_final(final, args, config)
+
+
+def local_storage(args: argparse.Namespace) -> Any:
+    """Where a command keeps runs and per-file results (``--cache-dir``, ``--no-cache``)."""
+    from bot.cli import runs
+
+    if getattr(args, "no_cache", False):
+        return runs.LocalRun(None, getattr(args, "state_dir", None))
+    cache = Path(args.cache_dir) if getattr(args, "cache_dir", None) else runs.default_cache_dir()
+    return runs.LocalRun(cache, getattr(args, "state_dir", None))
+
+
+def report_final(final: Any, args: argparse.Namespace, config: RepoConfig) -> int:
+    """Say the run's notes, write its report, warn about what was not reviewed; the exit status."""
+    for note in final.notes:
+        if not note.startswith("No model review: analyzers only"):
+            sys.stderr.write(f"secreview: {note}\n")
+    write_report(final.result, args.format, args.output)
+    warn_incomplete(final.result)
+    return exit_status(final.result, args.fail_on or config.fail_on)
 
 
 def warn_incomplete(result: ReviewResult) -> None:
-    for skip in result.failed_units:
+    """One line on standard error per file the model never answered for."""
+    for skip in result.coverage.failed:
         sys.stderr.write(f"secreview: warning: not reviewed: {skip.path} ({skip.reason})\n")
 
 

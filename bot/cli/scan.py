@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from bot.cli import options
 from bot.config import Settings
 from bot.errors import ConfigError, UsageError
 from bot.findings import ReviewResult
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
-from bot.review import analyzers, engine
 from bot.scan import walk as scan
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _REMOTE = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)(?:@(?P<ref>.+))?$")
-DEFAULT_STATE_DIR = Path(os.path.expanduser("~")) / ".cache" / "secreview" / "scans"
 
 
 def register(sub: Any, report_options: Any) -> None:
@@ -43,8 +40,9 @@ def register(sub: Any, report_options: Any) -> None:
     p.add_argument(
         "--state-dir",
         type=Path,
-        default=DEFAULT_STATE_DIR,
-        help="where progress is kept so a killed scan resumes without paying twice",
+        default=None,
+        help="where progress is kept so a killed scan resumes without paying twice "
+        "(default: runs/ under the cache directory)",
     )
     p.set_defaults(func=cmd_scan)
 
@@ -95,11 +93,14 @@ def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any,
 def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     """Plan, review (or analyze offline), report, and optionally upload SARIF."""
     from bot.cli import review as cli
+    from bot.cli import runs
+    from bot.review.models import pool_for
+    from bot.review.plan import PlanOptions, TreePlan, plan_tree
 
-    offline = settings.llm_backend is None
-    if not offline:
-        settings.require_model()
+    if settings.llm_backend is not None:
+        settings.require_model()  # half-configured: say what is missing, never fall back quietly
         options.state_dir(args.state_dir)
+    models = pool_for(settings)
     options.writable_output(args.output)
     remote = None
     if Path(args.target).is_dir():
@@ -115,97 +116,72 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     )
     if max_cost is not None and max_cost < 0:
         raise UsageError(f"--max-cost must be a dollar amount of at least 0, not {max_cost}")
-    if offline:  # analyzers only: stream the tree, never hold it (bot.scan.offline)
+    if models is None:  # analyzers only: stream the tree, never hold it (bot.scan.offline)
+        from bot.review.finalize import finalize
         from bot.scan.offline import analyze_tree
 
         sys.stderr.write(cli.OFFLINE_NOTICE)
-        return _finish(args, analyze_tree(entries, config), config, remote)
-    plan = scan.plan_scan(
-        entries,
-        config,
-        budget_tokens=settings.unit_token_budget,
-        model=settings.model,
-        max_cost_usd=max_cost,
-    )
-    _announce(args, plan, offline, max_cost)
-    analysis = analyzers.analyze_sources((f.path, f.text) for f in plan.files)
-    review = engine.plan_files(
-        plan.changed_files(),
-        skipped=[*plan.skipped, *analysis.skipped],
-        repo=context,
+        offline = finalize(analyze_tree(entries, config), config)
+        code = cli.report_final(offline, args, config)
+        if remote:
+            _upload(args, offline.result, remote)
+        return code
+    knobs = PlanOptions(budget_tokens=settings.unit_token_budget, model=settings.model)
+    planned: list[TreePlan] = []
+
+    def make_plan(lookup: Any) -> Any:
+        tree = plan_tree(
+            entries,
+            repo=context,
+            config=config,
+            options=knobs,
+            max_cost_usd=None if models is None else max_cost,
+            lookup=lookup,
+        )
+        planned.append(tree)
+        _announce(args, tree, models is None, max_cost)
+        return tree.plan
+
+    if models is None:
+        sys.stderr.write(cli.OFFLINE_NOTICE)
+    final = runs.drive_local(
+        make_plan,
         kind="scan",
-        budget_tokens=settings.unit_token_budget,
-        extra_findings=analysis.findings,
-        secret_only=plan.secret_only,  # secreview:redaction — documentation is read for secrets
+        settings=settings,
+        models=models,
+        where=cli.local_storage(args),
+        progress=None
+        if args.quiet
+        else cli.progress_printer(sys.stderr, False, files=None, model=settings.model),
+        deadline_s=max(settings.model_deadline_s, 3600),
+        resumed=lambda where: _say(args, f"resuming the scan recorded in {where}"),
     )
-    result = _run(review, settings, args, config, len(plan.files))
-    return _finish(args, result, config, remote)
-
-
-def _finish(args: argparse.Namespace, result: ReviewResult, config: RepoConfig, remote: Any) -> int:
-    """Suppress, report, upload if asked, and the exit status."""
-    from bot.cli import review as cli
-
-    result, notes = engine.suppress(result, config)
-    for note in notes:
-        _say(args, note)
-    cli.write_report(result, args.format, args.output)
+    code = cli.report_final(final, args, config)
     if remote:
-        _upload(args, result, remote)
-    cli.warn_incomplete(result)
-    return cli.exit_status(result, args.fail_on or config.fail_on)
+        _upload(args, final.result, remote)
+    return code
 
 
-def _announce(
-    args: argparse.Namespace, plan: scan.ScanPlan, offline: bool, max_cost: float | None
-) -> None:
+def _announce(args: argparse.Namespace, tree: Any, offline: bool, max_cost: float | None) -> None:
     """One line on what will be reviewed, and what a cost budget leaves out."""
-    skipped = f"{len(plan.skipped)} skipped (listed in the report)"
+    skipped = f"{len(tree.plan.skipped)} skipped (listed in the report)"
     if offline:
-        _say(args, f"analyzing {len(plan.files)} files; {skipped}")
+        _say(args, f"analyzing {tree.files} files; {skipped}")
         return
+    reused = f", {len(tree.plan.reused)} unchanged since a scan before" if tree.plan.reused else ""
     _say(
         args,
-        f"planned {len(plan.files)} files in {len(plan.groups)} units "
-        f"(~{plan.estimated_tokens:,} tokens, ~${plan.estimated_cost_usd:.2f}); {skipped}",
+        f"planned {tree.files} files in {len(tree.plan.units)} units{reused} "
+        f"(~{tree.estimated_tokens:,} tokens, ~${tree.estimated_cost_usd:.2f}); {skipped}",
     )
-    if plan.over_budget:
-        shown = ", ".join(plan.over_budget[:5])
-        more = f" and {len(plan.over_budget) - 5} more" if len(plan.over_budget) > 5 else ""
+    if tree.over_budget:
+        shown = ", ".join(tree.over_budget[:5])
+        more = f" and {len(tree.over_budget) - 5} more" if len(tree.over_budget) > 5 else ""
         _say(
             args,
-            f"{len(plan.over_budget)} lower-ranked files left out to stay under the "
+            f"{len(tree.over_budget)} lower-ranked files left out to stay under the "
             f"${max_cost:.2f} cost budget: {shown}{more}",
         )
-
-
-def progress_printer(stream: TextIO, quiet: bool, files: int, model: str) -> engine.Progress | None:
-    """Scan progress: files planned, units done, tokens, cached share and cost so far."""
-    from bot.cli import review as cli
-
-    return cli.progress_printer(stream, quiet, files=files, model=model)
-
-
-def _run(
-    review: engine.ReviewPlan,
-    settings: Settings,
-    args: argparse.Namespace,
-    config: RepoConfig,
-    files: int,
-) -> ReviewResult:
-    from bot.model.client import create_backend
-    from bot.scan.run import FileStore, plan_key, run_scan
-
-    store = FileStore(args.state_dir / f"{plan_key(review)}.json")
-    if store.load() is not None:
-        _say(args, f"resuming the scan recorded in {store.path}")
-    return run_scan(
-        review,
-        create_backend(settings),
-        store,
-        progress=progress_printer(sys.stderr, args.quiet, files, settings.model),
-        min_confidence=config.min_confidence,
-    )
 
 
 def _upload(args: argparse.Namespace, result: ReviewResult, remote: list[Any]) -> None:

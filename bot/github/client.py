@@ -171,6 +171,7 @@ class GitHubApp:
             seconds_between_writes=None,
         )
         self._tokens: dict[int, tuple[str, float]] = {}
+        self._installations: dict[int, Installation] = {}
         self._lock = threading.Lock()
 
     def token(self, installation_id: int) -> str:
@@ -223,8 +224,13 @@ class GitHubApp:
         )
 
     def installation(self, installation_id: int) -> Installation:
-        """A client acting as installation ``installation_id``."""
-        return Installation(self, installation_id)
+        """The client acting as installation ``installation_id`` (one per process and installation,
+        so its HTTP session and connections are reused by every call)."""
+        with self._lock:
+            inst = self._installations.get(installation_id)
+            if inst is None:
+                inst = self._installations[installation_id] = Installation(self, installation_id)
+            return inst
 
     def installation_for_repo(self, repo: str) -> Installation:
         """The installation of the App on ``repo`` (``owner/name``)."""
@@ -285,17 +291,27 @@ class Installation(Publishing):
         self.installation_id = installation_id
         self.settings = app.settings
         self.last_posted: Posted | None = None
+        self._github: tuple[str, Github] | None = None
 
     # --- transport -----------------------------------------------------------------------
 
     def _client(self) -> Github:
-        return Github(
-            auth=Auth.Token(self.app.token(self.installation_id)),
-            base_url=self.settings.github_api_url,
-            retry=0,
-            seconds_between_requests=None,
-            seconds_between_writes=None,
-        )
+        """One PyGithub client (one HTTP session) per installation, renewed with its token."""
+        token = self.app.token(self.installation_id)
+        if self._github is None or self._github[0] != token:
+            if self._github is not None:
+                self._github[1].close()
+            self._github = (
+                token,
+                Github(
+                    auth=Auth.Token(token),
+                    base_url=self.settings.github_api_url,
+                    retry=0,
+                    seconds_between_requests=None,
+                    seconds_between_writes=None,
+                ),
+            )
+        return self._github[1]
 
     def _call(
         self,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from bot.config import Settings
 from bot.diff import ChangedFile
 from bot.errors import GitHubError
-from bot.findings import ReviewResult
+from bot.findings import Finding, ReviewResult
 from bot.repo_config import CONFIG_PATH, RepoConfig
 from bot.report import render
 from bot.report.publish import (
@@ -30,6 +30,7 @@ from bot.report.publish import (
     parse_open,
     plan_publish,
     review_marker,
+    with_refused,
 )
 
 log = logging.getLogger("secreview.github")
@@ -40,7 +41,7 @@ FIXED_PREFIX = "Fixed in "
 
 @dataclass(frozen=True, slots=True)
 class PublishOutcome:
-    """What publishing did."""
+    """What publishing did (``posted``: what the bot had posted before, read from GitHub)."""
 
     review_posted: bool
     inline: int
@@ -49,6 +50,8 @@ class PublishOutcome:
     summary_id: int | None
     check_run_id: int | None
     conclusion: str
+    posted: Posted | None = None
+    refused: int = 0  # inline comments GitHub refused, listed in the summary instead
 
 
 class RestTransport:
@@ -121,7 +124,7 @@ class Publishing(RestTransport):
     def publish_review(
         self,
         repo: str,
-        pr: Any,
+        number: int,
         head_sha: str,
         result: ReviewResult,
         config: RepoConfig,
@@ -134,29 +137,39 @@ class Publishing(RestTransport):
     ) -> PublishOutcome:
         """Post the review, fixed replies, the sticky summary and the check run — once.
 
-        ``conclusion`` overrides the severity gate (``neutral`` when a review was skipped);
-        ``dismissed`` (``Installation.dismissals``): findings reviewers rejected, never "fixed".
+        ``conclusion`` overrides the severity gate (the run decides it); ``dismissed``
+        (``Installation.dismissals``): findings reviewers rejected, never "fixed". Inline comments
+        GitHub refuses (422) are listed as summary rows instead: a finding is never dropped.
         """
-        posted = self.posted(repo, pr.number)
-        self.last_posted = posted  # the pipeline reads the reactions from it
+        posted = self.posted(repo, number)
+        self.last_posted = posted
         plan = plan_publish(head_sha, result, files or {}, config, posted, notes, dismissed)
         if self.settings.dry_run:
             log.info(
-                "dry run: would post %d inline comments on %s#%d", len(plan.inline), repo, pr.number
+                "dry run: would post %d inline comments on %s#%d", len(plan.inline), repo, number
             )
             return PublishOutcome(
-                False, len(plan.inline), len(plan.summary_only), 0, None, None, plan.conclusion
+                False,
+                len(plan.inline),
+                len(plan.summary_only),
+                0,
+                None,
+                None,
+                plan.conclusion,
+                posted,
             )
-        posted_review = (
-            self._post_review(repo, pr.number, head_sha, plan) if plan.post_review else False
-        )
+        refused: list[Finding] = []
+        if plan.post_review:
+            refused = self._post_review(repo, number, head_sha, plan)
+        if refused:
+            plan = with_refused(plan, refused, head_sha, result, notes, config, dismissed)
         for thread in plan.fixed:
             self._json(
                 "POST",
-                f"/repos/{repo}/pulls/{pr.number}/comments/{thread.id}/replies",
+                f"/repos/{repo}/pulls/{number}/comments/{thread.id}/replies",
                 body={"body": f"{FIXED_PREFIX}{head_sha}. <!-- secreview:fixed -->"},
             )
-        summary_id = self._upsert_summary(repo, pr.number, posted.summary_id, plan.summary)
+        summary_id = self._upsert_summary(repo, number, posted.summary_id, plan.summary)
         if check_run_id is not None:
             self.finish_check(
                 repo,
@@ -167,16 +180,21 @@ class Publishing(RestTransport):
                 plan.annotations,
             )
         return PublishOutcome(
-            posted_review,
-            len(plan.inline),
+            bool(plan.inline) and len(refused) < len(plan.inline),
+            len(plan.inline) - len(refused),
             len(plan.summary_only),
             len(plan.fixed),
             summary_id,
             check_run_id,
-            plan.conclusion,
+            conclusion or plan.conclusion,
+            posted,
+            len(refused),
         )
 
-    def _post_review(self, repo: str, number: int, head_sha: str, plan: PublishPlan) -> bool:
+    def _post_review(
+        self, repo: str, number: int, head_sha: str, plan: PublishPlan
+    ) -> list[Finding]:
+        """Post the review; the findings whose inline comments GitHub refused."""
         body: dict[str, Any] = {
             "commit_id": head_sha,
             "event": "COMMENT",
@@ -184,35 +202,40 @@ class Publishing(RestTransport):
             f"see the summary comment.\n\n{review_marker(head_sha)}",
             "comments": list(plan.review_comments),
         }
-        status, _, text = self._call("POST", f"/repos/{repo}/pulls/{number}/reviews", body=body)
-        if status == 422:
-            # One bad comment fails the whole review (GitHub docs). Post the review bare, then
-            # each comment on its own, so a comment GitHub refuses never takes the others down.
-            log.warning("review rejected (%s); posting comments one by one", _message(text))
-            comments: list[dict[str, Any]] = body.pop("comments")
-            status, _, text = self._call("POST", f"/repos/{repo}/pulls/{number}/reviews", body=body)
-            if status in (200, 201):
-                for comment in comments:
-                    self._single_comment(repo, number, head_sha, comment)
-        if status not in (200, 201):
+        path = f"/repos/{repo}/pulls/{number}/reviews"
+        status, _, text = self._call("POST", path, body=body)
+        if status in (200, 201):
+            return []
+        if status != 422:
             raise GitHubError(
                 f"GitHub answered {status} to the review: {_message(text)}",
                 reason=f"github_{status}",
             )
-        return True
+        # One bad comment fails the whole review (GitHub docs). Post the review bare, then each
+        # comment on its own, so a comment GitHub refuses never takes the others down.
+        log.warning("review rejected (%s); posting comments one by one", _message(text))
+        comments: list[dict[str, Any]] = body.pop("comments")
+        status, _, text = self._call("POST", path, body=body)
+        if status not in (200, 201):
+            log.warning("bare review rejected too (%s); findings go to the summary", _message(text))
+            return list(plan.inline)
+        return [
+            f
+            for f, comment in zip(plan.inline, comments, strict=True)
+            if not self._single_comment(repo, number, head_sha, comment)
+        ]
 
     def _single_comment(
         self, repo: str, number: int, head_sha: str, comment: Mapping[str, Any]
-    ) -> None:
+    ) -> bool:
         path = f"/repos/{repo}/pulls/{number}/comments"
         status, _, text = self._call("POST", path, body={**comment, "commit_id": head_sha})
-        if status not in (200, 201):
-            log.warning(
-                "comment on %s:%s refused: %s",
-                comment.get("path"),
-                comment.get("line"),
-                _message(text),
-            )
+        if status in (200, 201):
+            return True
+        log.warning(
+            "comment on %s:%s refused: %s", comment.get("path"), comment.get("line"), _message(text)
+        )
+        return False
 
     def _upsert_summary(self, repo: str, number: int, existing: int | None, body: str) -> int:
         if existing is not None:
@@ -271,7 +294,13 @@ class Publishing(RestTransport):
 
     # --- check runs -------------------------------------------------------------------------
 
-    def start_check(self, repo: str, head_sha: str, name: str = "secreview") -> int:
+    def start_check(
+        self,
+        repo: str,
+        head_sha: str,
+        name: str = "secreview",
+        summary: str = "secreview is reviewing this change.",
+    ) -> int:
         """The in-progress check run ``name`` on ``head_sha``, reused when it exists."""
         data = self._json(
             "GET", f"/repos/{repo}/commits/{head_sha}/check-runs", params={"check_name": name}
@@ -287,7 +316,7 @@ class Publishing(RestTransport):
                 "head_sha": head_sha,
                 "status": "in_progress",
                 "started_at": _now(),
-                "output": {"title": "Reviewing", "summary": "secreview is reviewing this change."},
+                "output": {"title": "Reviewing", "summary": summary[:65000]},
             },
         )
         return int(run["id"])

@@ -7,6 +7,7 @@ run, so a re-run, a redelivery or a push never duplicates a comment.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ SUMMARY_MARKER = re.compile(r"<!-- secreview:summary head=([0-9a-f]*) -->")
 REVIEW_MARKER = re.compile(r"<!-- secreview:review head=([0-9a-f]+) -->")
 OPEN_MARKER = re.compile(r"<!-- secreview:open ([0-9a-f ]*)-->")
 _LEVEL = {"critical": "failure", "high": "failure", "medium": "warning", "low": "notice"}
+# GitHub refuses an issue comment over 65,536 characters; stay well under it.
+MAX_SUMMARY_CHARS = 65_000
+MAX_OPEN_MARKER_CHARS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +220,73 @@ def summary_body(
     out += render.stats_section(result, level="###")
     out += render.coverage_section(result, level="###")
     out += render.config_section(config) if config is not None else []  # issue 13: provenance
-    out += [render.summary_marker(head_sha), open_marker(f.fingerprint for f in findings)]
-    return "\n".join(out) + "\n"
+    tail = [render.summary_marker(head_sha), open_marker(_capped_fingerprints(findings))]
+    room = MAX_SUMMARY_CHARS - sum(len(x) + 1 for x in tail)
+    return "\n".join(capped_lines(out, room) + tail) + "\n"
+
+
+def capped_lines(lines: Sequence[str], limit: int) -> list[str]:
+    """``lines`` up to ``limit`` characters, then one line saying how many were left out."""
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        if used + len(line) + 1 > limit - 300:
+            rest = len(lines) - i
+            out += [
+                "",
+                f"*… {rest:,} more lines not shown: GitHub limits a comment to 65,536 characters. "
+                "The check run's annotations and `secreview review --format json` list "
+                "everything.*",
+                "",
+            ]
+            break
+        out.append(line)
+        used += len(line) + 1
+    return out
+
+
+def _capped_fingerprints(findings: Sequence[Finding]) -> list[str]:
+    out: list[str] = []
+    used = 0
+    for f in findings:  # most severe first: those are the ones worth tracking
+        used += len(f.fingerprint) + 1
+        if used > MAX_OPEN_MARKER_CHARS:
+            break
+        out.append(f.fingerprint)
+    return out
+
+
+def with_refused(
+    plan: PublishPlan,
+    refused: Sequence[Finding],
+    head_sha: str,
+    result: ReviewResult,
+    notes: Sequence[str] = (),
+    config: RepoConfig | None = None,
+    dismissed: Sequence[Dismissed] = (),
+) -> PublishPlan:
+    """``plan`` after GitHub refused some inline comments: those findings become summary rows."""
+    gone = {f.fingerprint for f in refused}
+    summary_only = (*plan.summary_only, *refused)
+    note = (
+        f"GitHub refused {len(refused)} inline comment{'s' if len(refused) != 1 else ''}; "
+        "listed under *Not commented inline* instead."
+    )
+    return dataclasses.replace(
+        plan,
+        inline=tuple(f for f in plan.inline if f.fingerprint not in gone),
+        summary_only=summary_only,
+        summary=summary_body(
+            head_sha,
+            result,
+            summary_only,
+            plan.fixed,
+            plan.fixed_elsewhere,
+            [*notes, note],
+            config,
+            dismissed=dismissed,
+        ),
+    )
 
 
 def parse_open(body: str) -> frozenset[str]:

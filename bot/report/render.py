@@ -62,6 +62,9 @@ def report_json(result: ReviewResult) -> dict[str, Any]:
         "coverage": {
             "reviewed": list(result.coverage.reviewed),
             "skipped": [{"path": s.path, "reason": s.reason} for s in result.coverage.skipped],
+            "reused": [{"path": r.path, "from_head": r.from_head} for r in result.coverage.reused],
+            "failed": [{"path": s.path, "reason": s.reason} for s in result.coverage.failed],
+            "models": dict(sorted(result.coverage.models.items())),
         },
         "rejected": rejected_counts(result),
         "failed_units": [{"path": s.path, "reason": s.reason} for s in result.failed_units],
@@ -288,6 +291,16 @@ def _stats(result: ReviewResult) -> list[str]:
 def _coverage(result: ReviewResult) -> list[str]:
     cov = result.coverage
     out = ["## Coverage", "", f"- Reviewed files: {len(cov.reviewed)}"]
+    models = sorted(set(cov.models.values()))
+    if len(models) > 1:  # failover: say which model judged which file
+        for model in models:
+            paths = sorted(p for p, m in cov.models.items() if m == model)
+            out.append(f"  - by {_code(model)}: {', '.join(_code(p) for p in paths)}")
+    if cov.reused:
+        out.append(f"- Unchanged since an earlier review (its result reused): {len(cov.reused)}")
+        out += [f"  - {_code(r.path)} (from {_code(r.from_head[:12])})" for r in cov.reused]
+    out.append(f"- Not reviewed by the model: {len(cov.failed)}")
+    out += [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in cov.failed]
     out.append(f"- Skipped: {len(cov.skipped)}")
     out += [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in cov.skipped]
     out.append(f"- Failed units: {len(result.failed_units)}")
@@ -296,6 +309,19 @@ def _coverage(result: ReviewResult) -> list[str]:
     out.append(f"- Rejected candidate findings: {sum(counts.values())}")
     out += [f"  - {_cell(reason)}: {n}" for reason, n in counts.items()]
     return [*out, ""]
+
+
+def capped(text: str, limit: int = 65_000) -> str:
+    """``text`` cut at a line boundary to fit ``limit`` characters, saying that it was cut."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 300]
+    head = head[: head.rfind("\n") + 1] or head
+    left = text.count("\n", len(head))
+    return head + (
+        f"\n*… {left:,} more lines not shown (GitHub's limit is 65,536 characters); the "
+        "annotations and the JSON report list everything.*\n"
+    )
 
 
 def report_markdown(result: ReviewResult) -> str:

@@ -14,16 +14,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from bot.findings import Finding, ReviewResult
 from bot.model import client as llm
-from bot.model.client import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.model.client import ModelRequest, ModelResult, Usage
 from bot.review import exclusions, prompts
-from bot.review.engine import ReviewPlan
+from bot.review.plan import Plan
 
 VERDICT_SCHEMA: dict[str, Any] = json.loads(
     resources.files("prompts").joinpath("verify.schema.json").read_text(encoding="utf-8")
@@ -58,6 +58,7 @@ class SecondLook:
     """What the second look dropped and why, and what it cost."""
 
     dropped: Counter[str] = field(default_factory=Counter)
+    dropped_findings: list[tuple[str, Finding]] = field(default_factory=list)
     checked: int = 0
     unparsed: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -92,10 +93,11 @@ def exclude(result: ReviewResult) -> tuple[ReviewResult, SecondLook]:
             kept.append(f)
         else:
             look.dropped[reason] += 1
+            look.dropped_findings.append((reason, f))
     return dataclasses.replace(result, findings=tuple(kept)), look
 
 
-def _context(plan: ReviewPlan, f: Finding) -> str:
+def _context(plan: Plan, f: Finding) -> str:
     """The code the finding cites: the unit's diff text for its file."""
     if f.unit is not None:
         try:
@@ -119,9 +121,7 @@ def groups(findings: Sequence[Finding]) -> list[list[int]]:
     return list(by_unit.values())
 
 
-def requests(
-    plan: ReviewPlan, findings: Sequence[Finding], max_tokens: int = 1024
-) -> list[ModelRequest]:
+def requests(plan: Plan, findings: Sequence[Finding], max_tokens: int = 1024) -> list[ModelRequest]:
     """One verification request per unit with findings, under the review's own system prefix."""
     out = []
     for g, members in enumerate(groups(findings)):
@@ -195,11 +195,14 @@ def apply_verdicts(
                 look.unparsed += 1  # no readable verdict: keep the finding
                 continue
             kind, confidence = verdicts[k]
+            why = None
             if kind == "refuted":
-                look.dropped["refuted by the verification pass"] += 1
-                drop.add(f.fingerprint)
+                why = "refuted by the verification pass"
             elif kind == "uncertain" or confidence < threshold:
-                look.dropped["not confirmed with enough confidence"] += 1
+                why = "not confirmed with enough confidence"
+            if why is not None:
+                look.dropped[why] += 1
+                look.dropped_findings.append((why, f))
                 drop.add(f.fingerprint)
     look.checked += len(checked)
     look.usage = look.usage + usage
@@ -207,34 +210,3 @@ def apply_verdicts(
     return dataclasses.replace(
         result, findings=tuple(f for f in result.findings if f.fingerprint not in drop)
     )
-
-
-def second_look(
-    plan: ReviewPlan,
-    result: ReviewResult,
-    backend: ModelBackend | None,
-    *,
-    threshold: float = 0.5,
-    sleep: Callable[[float], None] | None = None,
-    poll_interval: float = 2.0,
-) -> tuple[ReviewResult, SecondLook]:
-    """Exclusions, then (with a backend) verification of the remaining model findings."""
-    result, look = exclude(result)
-    checked = [f for f in result.findings if f.source == "model"]
-    if backend is None or not checked:
-        return result, look
-    batch = requests(plan, checked)
-    if backend.supports_batch:
-        import time
-
-        wait = sleep or time.sleep
-        refs = [r.external_reference for r in batch]
-        request_id = backend.submit_batch(batch, affinity=plan.affinity)
-        status = backend.poll_batch(request_id, refs, affinity=plan.affinity)
-        while not status.done:
-            wait(poll_interval)
-            status = backend.poll_batch(request_id, refs, affinity=plan.affinity)
-        answers: Sequence[ModelResult] = status.results
-    else:
-        answers = [backend.run(r, affinity=plan.affinity) for r in batch]
-    return apply_verdicts(result, checked, answers, look, threshold, backend.model), look

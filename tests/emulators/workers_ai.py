@@ -144,6 +144,9 @@ class EmulatorState:
             if value in text or escaped in text:
                 self.leaks.append((kind, name))
 
+    # model → fault name: every request for that model fails so (an outage of one model)
+    model_faults: dict[str, str] = field(default_factory=dict)
+
     def fail_next(
         self, fault: str, times: int = 1, on: Sequence[str] = ("run", "submit", "poll", "openai")
     ) -> None:
@@ -165,8 +168,18 @@ class EmulatorState:
             )
         return self.rng.randrange(len(self.replicas))
 
-    def take_fault(self, kind: str) -> tuple[int, int, str] | None:
-        """Pop the first pending fault that applies to ``kind``."""
+    def fail_model(self, model: str, fault: str) -> None:
+        """Every request for ``model`` fails with ``fault`` from now on (see FAULTS)."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {sorted(FAULTS)}")
+        self.model_faults[model] = fault
+
+    def take_fault(self, kind: str, model: str = "") -> tuple[int, int, str] | None:
+        """Pop the first pending fault that applies to ``kind`` (or the model's standing one)."""
+        standing = self.model_faults.get(model)
+        if standing is not None and kind != "poll":
+            self.counters[f"fault_{standing}"] += 1
+            return FAULTS[standing]
         for i, (name, kinds) in enumerate(self.faults):
             if kind in kinds:
                 del self.faults[i]
@@ -470,7 +483,7 @@ async def _run(
         return cf_error(400, 5006, "Invalid JSON in request body")
     if model not in KNOWN_MODELS:
         return cf_error(400, 5007, f"No such model {model} or task")
-    fault = state.take_fault(kind)
+    fault = state.take_fault(kind, model)
     if fault is not None:
         return _fault_response(fault, cf_error)
     if kind == "submit":
@@ -521,7 +534,7 @@ async def _openai(state: EmulatorState, request: Request, raw: bytes, body: Any)
     model = body.get("model")
     if model not in KNOWN_MODELS:
         return openai_error(400, 5007, f"No such model {model}")
-    fault = state.take_fault("openai")
+    fault = state.take_fault("openai", str(model))
     if fault is not None:
         return _fault_response(fault, openai_error)
     problem = input_problem(body)

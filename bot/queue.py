@@ -6,6 +6,10 @@ exactly as kombu's Redis transport stores it (``LPUSH`` of a JSON envelope onto 
 list), from a Lua script that first claims the ``X-GitHub-Delivery`` id with ``SET NX EX``.
 Either the delivery is recorded *and* its jobs are queued, or neither happens; a redelivery
 finds the id taken and queues nothing.
+
+The message format is Celery's protocol 2 as the pinned Celery/kombu versions write it; a test
+builds the same task through Celery's own API and compares, and the end-to-end tests have real
+workers consume it.
 """
 
 from __future__ import annotations

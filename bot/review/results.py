@@ -1,0 +1,128 @@
+"""Per-file review results, kept so a later push pays only for files whose patch changed.
+
+A file's result is stored under the key ``plan.file_key`` computes from everything that can
+change it. The App keeps results in Redis (with a TTL); the CLI in a cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from bot.findings import Finding
+
+RESULT_TTL_S = 30 * 24 * 3600
+REDIS_PREFIX = "secreview:result:"
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """What the model said about one file after the second look: kept findings and counts.
+
+    ``from_head`` names the review that paid for it (a commit, or a local run id).
+    """
+
+    findings: tuple[Finding, ...] = ()
+    rejected: int = 0
+    refuted: int = 0
+    model: str = ""
+    from_head: str = ""
+
+
+class ResultStore(Protocol):
+    """Where per-file results live between reviews."""
+
+    def get_many(self, keys: Collection[str]) -> dict[str, FileResult]: ...
+
+    def put_many(self, items: Mapping[str, FileResult]) -> None: ...
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(FileResult)
+
+
+def _decode(raw: bytes | str | None) -> FileResult | None:
+    if raw is None:
+        return None
+    try:
+        return _DECODER.decode(raw)
+    except msgspec.DecodeError:  # written by another version: a miss, never a crash
+        return None
+
+
+class RedisResultStore:
+    """Results in Redis, one key each, expiring ``ttl_s`` after they were last written."""
+
+    def __init__(self, client: Any, ttl_s: int = RESULT_TTL_S) -> None:
+        self.redis, self.ttl = client, ttl_s
+
+    def get_many(self, keys: Collection[str]) -> dict[str, FileResult]:
+        """The stored results among ``keys``."""
+        ordered = list(dict.fromkeys(keys))
+        if not ordered:
+            return {}
+        raws = self.redis.mget([REDIS_PREFIX + k for k in ordered])
+        out = {}
+        for key, raw in zip(ordered, raws, strict=True):
+            found = _decode(raw)
+            if found is not None:
+                out[key] = found
+        return out
+
+    def put_many(self, items: Mapping[str, FileResult]) -> None:
+        """Store ``items`` (one round trip)."""
+        if not items:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for key, result in items.items():
+            pipe.set(REDIS_PREFIX + key, _ENCODER.encode(result), ex=self.ttl)
+        pipe.execute()
+
+
+class FileResultStore:
+    """Results as small JSON files under a cache directory (the CLI's)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get_many(self, keys: Collection[str]) -> dict[str, FileResult]:
+        """The stored results among ``keys``."""
+        out = {}
+        for key in keys:
+            try:
+                raw = self._path(key).read_bytes()
+            except OSError:
+                continue
+            found = _decode(raw)
+            if found is not None:
+                out[key] = found
+        return out
+
+    def put_many(self, items: Mapping[str, FileResult]) -> None:
+        """Store ``items``, each written whole or not at all."""
+        for key, result in items.items():
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(_ENCODER.encode(result))
+            os.replace(tmp, path)
+
+
+def lookup_in(store: ResultStore) -> Any:
+    """A planning lookup (path → key in, path → stored result out) over ``store``."""
+
+    def lookup(keys: Mapping[str, str]) -> dict[str, FileResult]:
+        found = store.get_many(set(keys.values()))
+        return {path: found[key] for path, key in keys.items() if key in found}
+
+    return lookup
