@@ -166,20 +166,20 @@ def _case_pr_body_injection(kind: str, n: int, tmp: Path) -> Callable[[], object
 
 
 def _case_pr_body_plan(kind: str, n: int, tmp: Path) -> Callable[[], object]:
-    from bot.review import engine
+    from bot.review.plan import plan_diff
     from bot.review.prompts import PRContext, RepoContext
 
     pr = PRContext(title="Refunds", body=_pr_body_plan(kind, n))
     diff = _long_line_diff("benign", 400)
-    return lambda: engine.plan_review(diff, repo=RepoContext(repo="octo/app"), pr=pr)
+    return lambda: plan_diff(diff, repo=RepoContext(repo="octo/app"), pr=pr)
 
 
 def _case_diff_long_line(kind: str, n: int, tmp: Path) -> Callable[[], object]:
-    from bot.review import engine
+    from bot.review.plan import plan_diff
     from bot.review.prompts import RepoContext
 
     diff = _long_line_diff(kind, n)
-    return lambda: engine.plan_review(diff, repo=RepoContext(repo="octo/app"))
+    return lambda: plan_diff(diff, repo=RepoContext(repo="octo/app"))
 
 
 def _case_globs(kind: str, n: int, tmp: Path) -> Callable[[], object]:

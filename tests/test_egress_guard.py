@@ -22,7 +22,7 @@ from bot.github.client import GitHubApp, Installation
 from bot.model.client import ModelRequest, OpenAICompatibleClient, WorkersAIClient
 from bot.redact import guard
 from bot.redact.run import RunRedaction, Values
-from bot.review import engine
+from bot.review.plan import plan_diff
 from bot.review.prompts import PRContext, RepoContext
 from tests import secret_values as sv
 from tests.emulators.server import LiveServer
@@ -134,7 +134,7 @@ def test_a_detector_miss_upstream_is_caught_at_egress(monkeypatch: pytest.Monkey
         "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1 +1,2 @@\n x = 1\n"
         f"+GITHUB = '{TOKEN}'\n"
     )
-    plan = engine.plan_review(diff, repo=RepoContext(), pr=PRContext(title="t", body="b"))
+    plan = plan_diff(diff, repo=RepoContext(), pr=PRContext(title="t", body="b"))
     assert TOKEN in json.dumps([list(r.messages) for r in plan.requests])  # the miss is real
     recorder = Recorder()
     with pytest.raises(EgressBlocked) as caught:

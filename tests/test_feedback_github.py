@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from workers.ports import Services
 
+from bot import diff as diffmod
 from bot.config import Settings
 from bot.findings import ReviewResult, place_findings
 from bot.github.client import GitHubApp, Installation
@@ -19,11 +19,14 @@ from bot.github.routing import router
 from bot.github.webhooks import Delivery
 from bot.jobs import MergedJob
 from bot.repo_config import RepoConfig
-from bot.review import engine, feedback
+from bot.review import feedback
+from bot.review import outcome as outcomes
 from bot.review.outcomes import FeedbackStore
+from bot.review.plan import plan_files
 from bot.review.prompts import RepoContext
 from tests.emulators.server import LiveServer
 from tests.fakes.github import FakeGitHub, Pull
+from workers.driver import Runtime
 from workers.feedback import record_merge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,17 +61,16 @@ def review(
     inst: Installation, head: str, dismissed: tuple[feedback.Dismissal, ...]
 ) -> ReviewResult:
     """One review of the PR at ``head``: analyzer findings, dismissed ones dropped, published."""
-    plan = engine.plan_review(DIFF, repo=RepoContext(repo=REPO))
-    result = engine.offline_result(plan)  # the committed key
+    plan = plan_files(diffmod.parse_diff(DIFF).files, repo=RepoContext(repo=REPO))  # no bandit
+    result = outcomes.assemble(plan, [], model=None, analyzers_only=True)  # the committed key
     unit = plan.units[0]
     yaml_load = {**MODEL_FINDING, "line": 30, "evidence": "catalog = yaml.load(request.data)"}
     placed, _ = place_findings([yaml_load], unit, plan.files)
     kept, _ = feedback.apply([*result.findings, *placed], dismissed)
     result = dataclasses.replace(result, findings=kept)
-    pr = inst.pull_request(REPO, 3)
     inst.publish_review(
         REPO,
-        pr,
+        3,
         head,
         result,
         RepoConfig(),
@@ -177,11 +179,11 @@ def test_a_merge_records_each_findings_fate_once(
     fake.reply_as(threads[rejected], "alice", "false positive", "OWNER")
     fake.react(threads[kept], "+1")
     client = redis.Redis.from_url(redis_url)
-    svc = Services(
+    svc = Runtime(
         settings=Settings.from_env({}),
         redis=client,
         github=lambda _installation: inst,
-        backend=lambda: None,  # type: ignore[arg-type,return-value]
+        schedule=lambda *_step: None,
     )
     (job,) = router.route(closed(True)).jobs
     assert isinstance(job, MergedJob)
@@ -213,11 +215,13 @@ def test_previous_findings_are_the_open_threads_as_the_model_will_see_them(
     fake.push(REPO, 3, HEADS[1], DIFF)
     review(inst, HEADS[1], (feedback.Dismissal(yaml_fp, "x", "", "reply", "y"),))
     assert yaml_fp in {p.fingerprint for p in inst.review_feedback(REPO, 3).previous}
-    plan = engine.plan_review(DIFF, repo=RepoContext(repo=REPO))
-    gone = engine.offline_result(plan)  # the yaml finding is not reported any more
+    plan = plan_files(diffmod.parse_diff(DIFF).files, repo=RepoContext(repo=REPO))  # no bandit
+    gone = outcomes.assemble(
+        plan, [], model=None, analyzers_only=True
+    )  # the yaml finding is not reported any more
     inst.publish_review(
         REPO,
-        inst.pull_request(REPO, 3),
+        3,
         HEADS[2],
         gone,
         RepoConfig(),

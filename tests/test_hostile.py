@@ -23,7 +23,8 @@ from bot.diff import (
 )
 from bot.errors import ConfigError
 from bot.repo_config import RepoConfig, load_yaml, parse_repo_config
-from bot.review import engine, injection
+from bot.review import injection
+from bot.review.plan import plan_diff
 from bot.review.prompts import PRContext, RepoContext
 from bot.scan import plan as scan_plan
 from bot.scan import walk
@@ -238,7 +239,7 @@ def test_a_capped_file_never_reaches_the_redactor() -> None:
         "+++ b/app/blob.py\n@@ -0,0 +1 @@\n+password" + " " * 1_000_000 + "#\n"
     )
     t0 = time.perf_counter()
-    plan = engine.plan_review(diff, repo=RepoContext(repo="octo/app"))
+    plan = plan_diff(diff, repo=RepoContext(repo="octo/app"))
     assert time.perf_counter() - t0 < 2.0
     assert plan.units == () and plan.skipped[0].reason.startswith("line 1 is longer")
 

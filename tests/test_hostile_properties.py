@@ -18,7 +18,7 @@ from bot import diff as diffmod
 from bot.config import Settings
 from bot.errors import DiffError
 from bot.github.webhooks import signature
-from bot.review import engine
+from bot.review.plan import PlanOptions, plan_diff
 from bot.review.prompts import PRContext, RepoContext
 from bot.web import create_app
 
@@ -77,7 +77,9 @@ def hostile_diffs(draw: st.DrawFn) -> str:
 def _check_plan(data: str | bytes, pr: PRContext | None) -> None:
     try:
         parsed = diffmod.parse_diff(data)
-        plan = engine.plan_review(data, repo=REPO, pr=pr, budget_tokens=800, max_units=20)
+        plan = plan_diff(
+            data, repo=REPO, pr=pr, options=PlanOptions(budget_tokens=800, max_units=20)
+        )
     except DiffError:
         return  # "not a diff" is itself the reported outcome
     for request in plan.requests:  # everything that leaves the process encodes as UTF-8 JSON

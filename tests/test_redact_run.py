@@ -10,10 +10,12 @@ from urllib.parse import quote
 
 import pytest
 
+from bot import diff as diffmod
 from bot.redact.report import PR_DESCRIPTION, PR_TITLE
 from bot.redact.run import RunRedaction
 from bot.repo_config import RepoConfig
-from bot.review import engine
+from bot.review import outcome as outcomes
+from bot.review.plan import Plan, plan_diff, plan_files
 from bot.review.prompts import PRContext, RepoContext
 from bot.scan import plan as scan_plan
 from tests import secret_values as sv
@@ -30,7 +32,7 @@ def _diff(*lines: str) -> str:
     )
 
 
-def _sent(plan: engine.ReviewPlan) -> str:
+def _sent(plan: Plan) -> str:
     return json.dumps([list(r.messages) for r in plan.requests], ensure_ascii=False)
 
 
@@ -45,7 +47,7 @@ def _sent(plan: engine.ReviewPlan) -> str:
 )
 def test_every_occurrence_in_the_diff_is_redacted(copy: str) -> None:
     diff = _diff(f'URL = "http://mary:{PASSWORD}@db.internal/x"', copy)
-    plan = engine.plan_review(diff, repo=RepoContext())
+    plan = plan_diff(diff, repo=RepoContext())
     sent = _sent(plan)
     assert PASSWORD not in sent and quote(PASSWORD, safe="") not in sent
     assert base64.b64encode(PASSWORD.encode()).decode() not in sent
@@ -56,7 +58,7 @@ def test_every_occurrence_in_the_diff_is_redacted(copy: str) -> None:
 def test_a_value_from_the_pr_description_is_redacted_in_the_diff_and_reported() -> None:
     diff = _diff(f"token_check = compare(x, '{TOKEN[:4]}' + '{TOKEN[4:]}')", f"X = '{TOKEN}'")
     pr = PRContext(title=f"use {TOKEN}", body=f"Deploy with\n{TOKEN}\nthanks")
-    plan = engine.plan_review(diff, repo=RepoContext(), pr=pr)
+    plan = plan_diff(diff, repo=RepoContext(), pr=pr)
     assert TOKEN not in _sent(plan)
     places = {(f.path, f.line) for f in plan.analyzer_findings if f.source == "secrets"}
     assert {(PR_TITLE, 1), (PR_DESCRIPTION, 2), ("app/db.py", 3)} <= places
@@ -72,20 +74,18 @@ def test_instructions_and_analyzer_findings_are_scrubbed() -> None:
         description="d", exploit_scenario="e", recommendation="r", confidence=0.5,
         evidence=f'password = "{PASSWORD}"', source="bandit",
     )  # fmt: skip
-    plan = engine.plan_files(
-        engine.diffmod.parse_diff(diff).files, repo=repo, extra_findings=[bandit]
-    )
+    plan = plan_files(diffmod.parse_diff(diff).files, repo=repo, extra_findings=[bandit])
     assert PASSWORD not in _sent(plan) and PASSWORD not in plan.prefix.text
     assert all(PASSWORD not in f.evidence for f in plan.analyzer_findings)
 
 
 def test_allowed_count_reaches_the_plan_and_the_stats() -> None:
     diff = _diff(f"DEMO = '{TOKEN}'  # gitleaks:allow", f"REAL = '{sv.token('npm-token')}'")
-    plan = engine.plan_review(diff, repo=RepoContext())
+    plan = plan_diff(diff, repo=RepoContext())
     assert plan.secrets_allowed == 1
     assert [f.line for f in plan.analyzer_findings if f.source == "secrets"] == [3]
     assert TOKEN not in _sent(plan)
-    assert engine.offline_result(plan).stats.secrets_allowed == 1
+    assert outcomes.assemble(plan, [], model=None, analyzers_only=True).stats.secrets_allowed == 1
 
 
 def test_values_never_leave_the_object() -> None:
@@ -105,7 +105,7 @@ def test_scans_read_documentation_for_secrets() -> None:
     ]
     planned = scan_plan.plan_scan(entries, RepoConfig(), budget_tokens=4000, model="m")
     assert [p for p, _ in planned.secret_only] == ["README.md"]
-    plan = engine.plan_files(
+    plan = plan_files(
         planned.changed_files(), repo=RepoContext(), kind="scan", secret_only=planned.secret_only
     )
     [found] = [f for f in plan.analyzer_findings if f.source == "secrets"]
