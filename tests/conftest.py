@@ -14,9 +14,12 @@ TEST_REDIS_URL = os.environ.get("SECREVIEW_TEST_REDIS_URL", "redis://127.0.0.1:6
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Tests never see the developer's real credentials, model settings or cache directory."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    # A cache of its own per test, outside the test's tmp_path (which tests walk as a tree).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     for name in list(os.environ):
         prefixes = ("GITHUB_", "CLOUDFLARE_", "OPENAI_", "SECREVIEW_", "WORKERS_AI_")
         if name.startswith(prefixes) and name != "SECREVIEW_UPDATE_GOLDEN":

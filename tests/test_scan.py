@@ -324,7 +324,8 @@ def test_a_batch_refused_for_capacity_is_retried_not_lost(
 
 
 def test_an_offline_scan_streams_to_the_same_findings_as_the_planned_one(tmp_path: Path) -> None:
-    from bot.review import analyzers, engine
+    from bot.review import outcome as outcomes
+    from bot.review.plan import PlanOptions, plan_tree
     from bot.review.prompts import RepoContext
     from bot.scan.offline import analyze_tree
 
@@ -341,16 +342,13 @@ def test_an_offline_scan_streams_to_the_same_findings_as_the_planned_one(tmp_pat
     )
     config = RepoConfig()
     streamed = analyze_tree(scan.walk_tree(root), config)
-    planned = scan.plan_scan(scan.walk_tree(root), config, budget_tokens=4000, model=MODEL)
-    analysis = analyzers.analyze_sources((f.path, f.text) for f in planned.files)
-    review = engine.plan_files(
-        planned.changed_files(),
-        skipped=[*planned.skipped, *analysis.skipped],
+    review = plan_tree(
+        scan.walk_tree(root),
         repo=RepoContext(repo="x"),
-        kind="scan",
-        extra_findings=analysis.findings,
-    )
-    expected = engine.offline_result(review)
+        config=config,
+        options=PlanOptions(budget_tokens=4000, model=MODEL),
+    ).plan
+    expected = outcomes.assemble(review, [], model=None, analyzers_only=True)
     key = lambda f: (f.path, f.line, f.cwe, f.fingerprint)  # noqa: E731
     assert sorted(map(key, streamed.findings)) == sorted(map(key, expected.findings))
     shells = [f.line for f in streamed.findings if f.rule == "B602"]
