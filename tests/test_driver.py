@@ -123,7 +123,7 @@ def test_a_review_lands_once_with_bandit_and_the_model(world: World) -> None:
     body = summary["body"]
     assert "CWE-798" in body and "CWE-89" in body
     # bandit runs in the App as in the CLI (its shell=True hit corroborates the model's finding)
-    assert "(B404)" in body and "(B506)" in body
+    assert "(B506)" in body
     assert check(world)["status"] == "completed" and check(world)["conclusion"] == "failure"
     # A redelivered job for the same head changes nothing.
     assert world.review().startswith("already")
@@ -302,11 +302,14 @@ def test_a_step_with_an_old_token_or_a_held_lease_does_nothing(world: World) -> 
 
 def test_github_calls_per_review_stay_few(world: World) -> None:
     world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
-    world.rt.github(3).app.token(3)  # the installation token is minted once an hour
+    inst = world.rt.github(3)
+    inst.app.token(3)  # the installation token is minted once an hour
+    inst.org_config_text("octo")  # and the owner's shared config read every few minutes
     world.github.requests.clear()
     assert world.review().startswith("published")
     calls = [(r.method, r.path) for r in world.github.requests]
-    assert len(calls) <= 14, calls
+    # PR, config, diff, check run, review, summary, check completed, PR head before posting
+    assert len(calls) <= 8, calls
 
 
 # --- scans --------------------------------------------------------------------------------------
@@ -378,3 +381,74 @@ def test_baseline_notes_name_findings_that_predate_the_pr(world: World) -> None:
     world.rt.redis.sadd(baseline_key(REPO), old.fingerprint)
     notes = baseline_notes(world.rt.redis, REPO, [old, new])
     assert len(notes) == 1 and old.fingerprint in notes[0]
+
+
+# --- re-reviews (issue 10): results reused, dismissals honoured, the conversation continued --
+
+
+def submitted_text(world: World, since: int = 0) -> str:
+    """Everything sent in batch submissions after the first ``since`` requests."""
+    return json.dumps([r.body for r in world.model.state.requests[since:] if r.kind == "submit"])
+
+
+PUSHED = DIFF.replace(
+    "+def search_products(conn, term, order):", "+def search_products(conn, term, order, limit=50):"
+)
+
+
+def test_a_push_that_changes_one_file_sends_only_that_file(world: World) -> None:
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    assert world.review().startswith("published")
+    first = {f["body"].split("fp=")[1][:16] for f in world.github.review_comments}
+    seen = len(world.model.state.requests)
+    world.github.push(REPO, 7, "e" * 40, PUSHED)
+    assert world.review("e" * 40, "synchronize").startswith("published")
+    sent = submitted_text(world, seen)
+    # The diff segments sent: the changed file's only (the PR's file list still names both).
+    assert "### shop/db.py (modified)" in sent and "### shop/app.py (modified)" not in sent
+    summary = world.github.issue_comments[0]["body"]
+    assert "Unchanged since an earlier review" in summary and "`shop/app.py`" in summary
+    # Nothing of the unchanged file was lost or posted twice.
+    again = [f["body"].split("fp=")[1][:16] for f in world.github.review_comments]
+    assert first <= set(again) and len(again) == len(set(again))
+
+
+def test_a_push_that_changes_nothing_sends_nothing(world: World) -> None:
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    assert world.review().startswith("published")
+    seen = submits(world)
+    world.github.push(REPO, 7, "e" * 40, DIFF)  # a rebase: new head, same change
+    assert world.review("e" * 40, "synchronize").startswith("published")
+    assert submits(world) == seen
+    assert "CWE-89" in world.github.issue_comments[0]["body"]  # the reused result is reported
+
+
+def test_a_dismissed_finding_stays_dismissed_across_pushes(world: World) -> None:
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    assert world.review().startswith("published")
+    sql = next(c for c in world.github.review_comments if "CWE-89" in c["body"])
+    fingerprint = sql["body"].split("fp=")[1][:16]
+    world.github.reply_as(sql["id"], "alice", "False positive: term is validated upstream", "OWNER")
+    world.github.push(REPO, 7, "e" * 40, PUSHED)  # the flagged file changes again
+    assert world.review("e" * 40, "synchronize").startswith("published")
+    summary = world.github.issue_comments[0]["body"]
+    assert "@alice" in summary and fingerprint in summary
+    open_marker = summary.split("secreview:open")[1]
+    assert fingerprint not in open_marker
+    posted = [c for c in world.github.review_comments if fingerprint in c["body"]]
+    assert len(posted) == 1 and not any(
+        c["body"].startswith("Fixed in") for c in world.github.review_comments
+    )
+    # The model was shown its earlier finding, so it continues it rather than rediscovering it.
+    assert fingerprint in submitted_text(world, 1)
+
+
+def test_a_reply_from_someone_without_write_access_dismisses_nothing(world: World) -> None:
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    assert world.review().startswith("published")
+    sql = next(c for c in world.github.review_comments if "CWE-89" in c["body"])
+    world.github.reply_as(sql["id"], "mallory", "false positive", "NONE")
+    world.github.push(REPO, 7, "e" * 40, PUSHED)
+    assert world.review("e" * 40, "synchronize").startswith("published")
+    summary = world.github.issue_comments[0]["body"]
+    assert "CWE-89" in summary and "@mallory" not in summary

@@ -376,3 +376,21 @@ def test_a_second_review_of_the_same_change_sends_nothing(
         f.fingerprint for f in first.result.findings
     }
     assert {r.path for r in second.result.coverage.reused} == set(first.result.coverage.reviewed)
+
+
+def test_a_file_whose_analyzer_hints_changed_is_reviewed_again(tmp_path: Path) -> None:
+    from bot import diff as diffmod
+    from bot.review.plan import file_key
+
+    file = diffmod.parse_diff(DIFF).files[0]
+    config = RepoConfig()
+    plain = file_key(file, [], "p" * 64, MODEL, config)
+    hinted = plan_diff(DIFF, repo=REPO).analyzer_findings
+    on_file = [f for f in hinted if f.path == file.path]
+    assert on_file  # the example change has analyzer findings on this file
+    assert file_key(file, on_file, "p" * 64, MODEL, config) != plain
+    # ... and so does every other input of the answer: prefix, model, judging settings.
+    assert file_key(file, [], "q" * 64, MODEL, config) != plain
+    assert file_key(file, [], "p" * 64, FALLBACK, config) != plain
+    assert file_key(file, [], "p" * 64, MODEL, RepoConfig(verify=True)) != plain
+    assert file_key(file, [], "p" * 64, MODEL, config) == plain

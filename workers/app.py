@@ -14,24 +14,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.findings import Finding, ReviewResult
 from bot.jobs import ReviewJob, ScanJob
 from bot.model.client import Usage
+from bot.repo_config import RepoConfig
 from bot.report import render
-from bot.report.publish import annotation
-from bot.review import budget
+from bot.report.publish import Posted, annotation
+from bot.review import budget, outcomes
 from bot.review.context import detect_repo_context
 from bot.review.finalize import Final
 from bot.review.plan import Lookup, Plan, PlanOptions, plan_change, plan_diff, plan_tree
 from bot.review.prompts import PRContext, RepoContext
+from bot.review.results import RedisResultStore
 from bot.review.run import SkipRun
 from bot.review.state import RunState
 
 log = logging.getLogger("secreview.app")
 
 CONTEXT_TTL_S = 24 * 3600
+TTL_S = 7 * 24 * 3600
 BASELINE_TTL_S = 90 * 24 * 3600
 SCAN_CHECK = "secreview scan"
 REVIEW_CHECK = "secreview"
@@ -73,14 +78,26 @@ def plan_options(settings: Settings, installation: int) -> PlanOptions:
 # --- pull requests ------------------------------------------------------------------------------
 
 
+def pr_head_key(repo: str, pr: int) -> str:
+    """The Redis key holding the newest head a review of the pull request planned."""
+    return f"secreview:pr-head:{repo}#{pr}"
+
+
+def review_scope(repo: str, pr: int) -> str:
+    """What the reviews of one pull request continue (their last findings)."""
+    return f"{repo}#{pr}"
+
+
 @dataclass
 class PullRequestSource:
-    """A pull request at one head: its diff (or paged files), base-branch config, context."""
+    """A pull request at one head: its diff (or paged files), base-branch config, context, and
+    — on a re-review — the last findings and the conversation (dismissals, what was posted)."""
 
     inst: Any
     job: ReviewJob
     settings: Settings
     redis: Any
+    posted: Posted | None = None  # read while planning; the sink keeps it for publishing
 
     def plan(self, lookup: Lookup | None) -> Plan:
         """Fetch once and plan; SkipRun for a closed, draft or superseded pull request."""
@@ -90,6 +107,8 @@ class PullRequestSource:
             raise SkipRun("pull request is closed")
         if job.head_sha and pr.head_sha != job.head_sha:
             raise SkipRun(f"superseded by {pr.head_sha[:12]}")
+        # GitHub's head moves forward in time: the last planned head is the newest one.
+        seen_before = self.redis.set(pr_head_key(job.repo, job.pr), pr.head_sha, ex=TTL_S, get=True)
         try:
             config = self.inst.repo_config(job.repo, pr.base_ref)
         except ConfigError as exc:
@@ -99,6 +118,14 @@ class PullRequestSource:
             ) from None
         if pr.draft and not config.review_drafts:
             raise SkipRun("draft pull request (review_drafts is off)")
+        earlier = RedisResultStore(self.redis).last(review_scope(job.repo, job.pr))
+        dismissed: tuple[Any, ...] = ()
+        if earlier or seen_before or job.trigger != "opened":
+            # Not a pull request's first review: what was posted, and what people dismissed.
+            self.posted, said = self.inst.conversation(job.repo, job.pr)
+            dismissed = said.dismissed
+        else:
+            self.posted = Posted()  # just opened: nothing of ours is on it yet
         change = self.inst.pull_diff(job.repo, job.pr)
         repo = repo_context(self.inst, job.repo, self.redis, config.instructions)
         common: dict[str, Any] = {
@@ -107,6 +134,8 @@ class PullRequestSource:
             "config": config,
             "options": plan_options(self.settings, job.installation_id),
             "lookup": lookup,
+            "earlier": earlier,
+            "dismissed": dismissed,
         }
         if change.text is not None:
             return plan_diff(change.text, **common)
@@ -163,9 +192,12 @@ class PullRequestSink:
     job: ReviewJob
     redis: Any
     settings: Settings
+    source: PullRequestSource | None = None
 
     def started(self, run: RunState, plan: Plan | None) -> None:
         """The in-progress check run, created once; it already lists the analyzers' findings."""
+        if self.source is not None and self.source.posted is not None:
+            run.sink["posted"] = msgspec.to_builtins(self.source.posted)
         if "check_run_id" in run.sink:
             return
         summary = "secreview is reviewing this change."
@@ -175,8 +207,10 @@ class PullRequestSink:
                 f" The deterministic analyzers already found {n} issue{'s' if n != 1 else ''}; "
                 "the model review is in progress."
             )
+        # A first attempt for a new head has created no check run: no need to look for one.
+        fresh = run.sink.get("starting", 1) <= 1 and self.job.trigger not in ("command", "rerun")
         run.sink["check_run_id"] = self.inst.start_check(
-            self.job.repo, self.job.head_sha, name=REVIEW_CHECK, summary=summary
+            self.job.repo, self.job.head_sha, name=REVIEW_CHECK, summary=summary, reuse=not fresh
         )
 
     def progress(self, run: RunState, plan: Plan) -> None:
@@ -184,6 +218,11 @@ class PullRequestSink:
 
     def superseded(self, run: RunState) -> str | None:
         """The newer head when the pull request moved on (an old head is never published)."""
+        raw = self.redis.get(pr_head_key(self.job.repo, self.job.pr))
+        newest = raw.decode() if isinstance(raw, bytes) else raw
+        if newest and newest != self.job.head_sha:
+            return str(newest)  # a newer head's review already planned: no need to ask GitHub
+        # A push whose job has not planned yet: GitHub knows (one call, just before posting).
         pr = self.inst.pull_request(self.job.repo, self.job.pr)
         return None if pr.head_sha == self.job.head_sha else str(pr.head_sha)
 
@@ -200,27 +239,49 @@ class PullRequestSink:
             )
 
     def notes(self, run: RunState, plan: Plan | None, result: ReviewResult) -> list[str]:
-        """Which findings the last full scan already knew."""
-        return baseline_notes(self.redis, self.job.repo, result.findings)
+        """Which findings the last full scan already knew; how this repository's findings
+        fared lately (fixed, dismissed)."""
+        notes = baseline_notes(self.redis, self.job.repo, result.findings)
+        tally = outcomes.FeedbackStore(self.redis).tally(self.job.repo)
+        line = outcomes.summary_line(tally)
+        return [*notes, line] if line else notes
 
     def publish(self, run: RunState, plan: Plan | None, final: Final) -> None:
         """Review, fixed replies, summary and check — idempotent by markers."""
-        config = plan.config if plan is not None else None
-        from bot.repo_config import RepoConfig
-
+        job = self.job
         check = run.sink.get("check_run_id")
-        posted = self.inst.publish_review(
-            self.job.repo,
-            self.job.pr,
-            self.job.head_sha,
+        known = run.sink.get("posted")
+        # A publication that was interrupted may have posted part: read GitHub again then.
+        posted = (
+            msgspec.convert(known, Posted)
+            if known is not None and run.sink.get("publishing", 0) <= 1
+            else None
+        )
+        out = self.inst.publish_review(
+            job.repo,
+            job.pr,
+            job.head_sha,
             final.result,
-            config or RepoConfig(),
+            plan.config if plan is not None else RepoConfig(),
             check_run_id=None if check is None else int(check),
             notes=list(final.notes),
             files=plan.files if plan is not None else {},
             conclusion=final.conclusion,
+            dismissed=plan.dismissed if plan is not None else (),
+            posted=posted,
         )
-        record_metrics(self.redis, run.key, self.job.repo, final.result, posted)
+        record_metrics(self.redis, run.key, job.repo, final.result, out)
+        outcomes.FeedbackStore(self.redis).record_review(
+            job.repo,
+            job.pr,
+            posted=[f.fingerprint for f in final.result.findings],
+            fixed=getattr(out, "fixed", ()),
+            dismissed=[d.fingerprint for d in (plan.dismissed if plan is not None else ())],
+            reactions={
+                c.fingerprint: (c.thumbs_up, c.thumbs_down)
+                for c in getattr(getattr(out, "posted", None), "comments", ()) or ()
+            },
+        )
 
 
 def record_metrics(client: Any, run_key: str, repo: str, result: ReviewResult, posted: Any) -> None:

@@ -34,6 +34,7 @@ from workers.app import (
     RedisBudget,
     RepoScanSink,
     RepoScanSource,
+    review_scope,
 )
 
 log = logging.getLogger("secreview.driver")
@@ -104,6 +105,7 @@ def start_review(job: ReviewJob, rt: Runtime) -> str:
         "job": job.kwargs(),
         "head_sha": job.head_sha,
         "models": list(rt.settings.model_chain),
+        "scope": review_scope(job.repo, job.pr),
     }
     return _start(key, "review", identity, job.trigger in ("command", "rerun"), rt)
 
@@ -152,7 +154,7 @@ def context_for(run: RunState, rt: Runtime) -> Context:
     else:
         review = ReviewJob(**job)
         source = PullRequestSource(inst, review, settings, rt.redis)
-        sink = PullRequestSink(inst, review, rt.redis, settings)
+        sink = PullRequestSink(inst, review, rt.redis, settings, source)
         deadline = settings.model_deadline_s
     return Context(
         store=rt.store,

@@ -15,7 +15,7 @@ from bot import diff as diffmod
 from bot.cli import options
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
-from bot.findings import SEVERITY_RANK, ReviewResult, at_or_above
+from bot.findings import SEVERITY_RANK, Finding, ReviewResult, at_or_above
 from bot.model import client as llm
 from bot.model.client import Usage
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
@@ -194,7 +194,7 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         model=settings.model,
     )
 
-    def make_plan(lookup: Lookup | None) -> Plan:
+    def make_plan(lookup: Lookup | None, earlier: Sequence[Finding]) -> Plan:
         parsed = diffmod.parse_diff(diff_bytes)
         if not parsed.files:  # an empty diff is a broken pipeline, not a clean change
             raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
@@ -206,6 +206,7 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
             options=knobs,
             read=reader,
             lookup=lookup,
+            earlier=earlier,
         )
 
     if models is None:
@@ -216,9 +217,17 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         settings=settings,
         models=models,
         where=where,
+        scope=review_scope(args),
         progress=progress_printer(sys.stderr, args.quiet),
     )
     return report_final(final, args, config)
+
+
+def review_scope(args: argparse.Namespace) -> str:
+    """What a local review continues: the checkout (``--repo``), else the diff file."""
+    if args.repo:
+        return f"checkout:{Path(args.repo).resolve()}"
+    return "" if args.diff == "-" else f"diff:{Path(args.diff).resolve()}"
 
 
 def local_storage(args: argparse.Namespace) -> Any:

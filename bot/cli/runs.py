@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
 from bot.config import Settings
+from bot.findings import Finding
 from bot.model.client import Usage
 from bot.review import plan as planning
 from bot.review.finalize import Final
@@ -74,7 +75,7 @@ def lookup_for(results: FileResultStore | None) -> Lookup | None:
 
 
 def drive_local(
-    make_plan: Callable[[Lookup | None], Plan],
+    make_plan: Callable[[Lookup | None, Sequence[Finding]], Plan],
     *,
     kind: str,
     settings: Settings,
@@ -84,13 +85,19 @@ def drive_local(
     sleep: Callable[[float], None] = time.sleep,
     deadline_s: float | None = None,
     resumed: Callable[[Path], None] | None = None,
+    scope: str = "",
 ) -> Final:
-    """Plan (reusing stored per-file results), run to the end here, return the final result."""
+    """Plan (reusing stored per-file results), run to the end here, return the final result.
+
+    ``scope`` names what later reviews continue (a checkout): its last findings are shown to
+    the model again, so a re-review says which persist instead of writing them out again.
+    """
     store, results, scratch = where.stores()
     if models is None:
         results = None  # analyzers only: no model answers to reuse or to keep
     try:
-        plan = make_plan(lookup_for(results))
+        earlier = results.last(scope) if results is not None and scope else ()
+        plan = make_plan(lookup_for(results), earlier)
         key = f"{kind}-{planning.digest(plan)}"
         run = store.load(key)
         if run is not None and run.phase == "done":
@@ -98,7 +105,8 @@ def drive_local(
         elif run is not None and resumed is not None:
             resumed(store.root)
         if run is None:
-            run = new_run(key, kind, {"models": list(settings.model_chain), "label": key})
+            identity = {"models": list(settings.model_chain), "label": key, "scope": scope}
+            run = new_run(key, kind, identity)
         sink = LocalSink(progress)
         ctx = Context(
             store=store,

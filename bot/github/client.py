@@ -27,7 +27,7 @@ from bot import diff as diffmod
 from bot.config import Settings
 from bot.diff import ChangedFile, Skip
 from bot.errors import GitHubError, PublishBlocked, RateLimited
-from bot.github.publishing import FIXED_PREFIX, Publishing, _message
+from bot.github.publishing import FIXED_PREFIX, Publishing, _message, posted_from
 from bot.redact import guard
 from bot.repo_config import (
     CONFIG_PATH,
@@ -47,6 +47,7 @@ log = logging.getLogger("secreview.github")
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 TOKEN_MARGIN_S = 300  # renew installation tokens 5 minutes before they expire
 MAX_FILES = 3000  # GET pulls/{n}/files lists at most 3000 files
+ORG_CONFIG_TTL_S = 300.0  # how long a worker trusts the owner's shared config it read
 MAX_TARBALL_BYTES = 512 << 20  # a scan's compressed archive; streamed to a temporary file
 
 
@@ -291,6 +292,7 @@ class Installation(Publishing):
         self.installation_id = installation_id
         self.settings = app.settings
         self.last_posted: Posted | None = None
+        self._org_configs: dict[str, tuple[float, str | None]] = {}
         self._github: tuple[str, Github] | None = None
 
     # --- transport -----------------------------------------------------------------------
@@ -429,7 +431,19 @@ class Installation(Publishing):
 
     def org_config_text(self, owner: str) -> str | None:
         """The owner's shared ``secreview.yml``; None when there is none or the App cannot
-        read the ``.github`` repository (not installed there, private): that is not an error."""
+        read the ``.github`` repository (not installed there, private): that is not an error.
+
+        Kept for a few minutes per process: every review of the owner's repositories reads it,
+        and one REST call per review for a file that rarely changes would be most of a budget.
+        """
+        cached = self._org_configs.get(owner)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        text = self._fetch_org_config(owner)
+        self._org_configs[owner] = (time.monotonic() + ORG_CONFIG_TTL_S, text)
+        return text
+
+    def _fetch_org_config(self, owner: str) -> str | None:
         path = f"/repos/{quote(owner)}/{ORG_CONFIG_REPO}/contents/{ORG_CONFIG_PATH}"
         status, _, text = self._call("GET", path)  # no ref: the default branch
         if status in (403, 404):
@@ -493,20 +507,30 @@ class Installation(Publishing):
 
     def review_feedback(self, repo: str, number: int) -> feedback.ReviewFeedback:
         """What reviewers dismissed on this PR, and the bot's findings still open on it."""
+        return self.conversation(repo, number)[1]
+
+    def conversation(self, repo: str, number: int) -> tuple[Posted, feedback.ReviewFeedback]:
+        """What the bot posted on the PR and what reviewers answered: two listings, read once."""
         comments = self._pages(f"/repos/{repo}/pulls/{number}/comments")
-        threads, paths = finding_threads(comments)
-        replies = [as_comment(c) for c in comments if c.get("in_reply_to_id") is not None]
-        conversation = [
-            as_comment(c) for c in self._pages(f"/repos/{repo}/issues/{number}/comments")
-        ]
-        return feedback.ReviewFeedback(
-            dismissed=feedback.dismissals(threads, replies, conversation, paths),
-            previous=previous_findings(comments),
-        )
+        issue = self._pages(f"/repos/{repo}/issues/{number}/comments")
+        return posted_from(comments, issue), review_feedback_from(comments, issue)
 
     def dismissals(self, repo: str, number: int) -> tuple[feedback.Dismissal, ...]:
         """Findings people with write access rejected on this PR, in replies or by command."""
         return self.review_feedback(repo, number).dismissed
+
+
+def review_feedback_from(
+    comments: Sequence[Mapping[str, Any]], issue_comments: Sequence[Mapping[str, Any]]
+) -> feedback.ReviewFeedback:
+    """Dismissals and the open findings, from the PR's review and issue comments."""
+    threads, paths = finding_threads(comments)
+    replies = [as_comment(c) for c in comments if c.get("in_reply_to_id") is not None]
+    conversation = [as_comment(c) for c in issue_comments]
+    return feedback.ReviewFeedback(
+        dismissed=feedback.dismissals(threads, replies, conversation, paths),
+        previous=previous_findings(comments),
+    )
 
 
 def finding_threads(comments: Sequence[Mapping[str, Any]]) -> tuple[dict[int, str], dict[str, str]]:

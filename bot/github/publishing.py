@@ -5,6 +5,7 @@ triage pull requests. Mixed into ``bot.github.Installation``, whose REST transpo
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -52,6 +53,7 @@ class PublishOutcome:
     conclusion: str
     posted: Posted | None = None
     refused: int = 0  # inline comments GitHub refused, listed in the summary instead
+    fixed: tuple[str, ...] = ()  # fingerprints this push fixed (threads answered, summary rows)
 
 
 class RestTransport:
@@ -87,39 +89,15 @@ class Publishing(RestTransport):
     # --- publishing ---------------------------------------------------------------------
 
     def posted(self, repo: str, number: int) -> Posted:
-        """What the bot posted on the PR before, read from its markers."""
+        """What the bot posted on the PR before, read from its markers (reviews included)."""
         heads = set()
         for review in self._pages(f"/repos/{repo}/pulls/{number}/reviews"):
             m = REVIEW_MARKER.search(review.get("body") or "")
             if m:
                 heads.add(m.group(1))
         comments = self._pages(f"/repos/{repo}/pulls/{number}/comments")
-        replied = {
-            c.get("in_reply_to_id")
-            for c in comments
-            if (c.get("body") or "").startswith(FIXED_PREFIX)
-        }
-        threads = []
-        for c in comments:
-            m = FINDING_MARKER.search(c.get("body") or "")
-            if m and c.get("in_reply_to_id") is None:
-                reactions = c.get("reactions") or {}
-                threads.append(
-                    PostedComment(
-                        c["id"],
-                        m.group(1),
-                        c.get("path", ""),
-                        c["id"] in replied,
-                        int(reactions.get("+1", 0)),
-                        int(reactions.get("-1", 0)),
-                    )
-                )
-        summary_id, open_fps = None, frozenset[str]()
-        for c in self._pages(f"/repos/{repo}/issues/{number}/comments"):
-            if SUMMARY_MARKER.search(c.get("body") or ""):
-                summary_id, open_fps = c["id"], parse_open(c["body"])
-                break
-        return Posted(frozenset(heads), tuple(threads), summary_id, open_fps)
+        issue = self._pages(f"/repos/{repo}/issues/{number}/comments")
+        return dataclasses.replace(posted_from(comments, issue), reviewed_heads=frozenset(heads))
 
     def publish_review(
         self,
@@ -134,14 +112,17 @@ class Publishing(RestTransport):
         files: Mapping[str, ChangedFile] | None = None,
         conclusion: str | None = None,
         dismissed: Sequence[Dismissed] = (),
+        posted: Posted | None = None,
     ) -> PublishOutcome:
         """Post the review, fixed replies, the sticky summary and the check run — once.
 
         ``conclusion`` overrides the severity gate (the run decides it); ``dismissed``
         (``Installation.dismissals``): findings reviewers rejected, never "fixed". Inline comments
         GitHub refuses (422) are listed as summary rows instead: a finding is never dropped.
+        ``posted``: what the bot had posted, when the caller read it already (else read here).
         """
-        posted = self.posted(repo, number)
+        if posted is None:
+            posted = self.posted(repo, number)
         self.last_posted = posted
         plan = plan_publish(head_sha, result, files or {}, config, posted, notes, dismissed)
         if self.settings.dry_run:
@@ -189,6 +170,7 @@ class Publishing(RestTransport):
             conclusion or plan.conclusion,
             posted,
             len(refused),
+            tuple(sorted({c.fingerprint for c in plan.fixed} | set(plan.fixed_elsewhere))),
         )
 
     def _post_review(
@@ -300,14 +282,20 @@ class Publishing(RestTransport):
         head_sha: str,
         name: str = "secreview",
         summary: str = "secreview is reviewing this change.",
+        *,
+        reuse: bool = True,
     ) -> int:
-        """The in-progress check run ``name`` on ``head_sha``, reused when it exists."""
-        data = self._json(
-            "GET", f"/repos/{repo}/commits/{head_sha}/check-runs", params={"check_name": name}
-        )
-        for run in data.get("check_runs", []):
-            if run.get("name") == name:
-                return int(run["id"])
+        """The in-progress check run ``name`` on ``head_sha``, reused when it exists.
+
+        ``reuse=False`` skips looking (one REST call) when the caller knows it created none.
+        """
+        if reuse:
+            data = self._json(
+                "GET", f"/repos/{repo}/commits/{head_sha}/check-runs", params={"check_name": name}
+            )
+            for run in data.get("check_runs", []):
+                if run.get("name") == name:
+                    return int(run["id"])
         run = self._json(
             "POST",
             f"/repos/{repo}/check-runs",
@@ -366,6 +354,37 @@ class Publishing(RestTransport):
             body={"commit_sha": commit_sha, "ref": ref, "sarif": payload, "tool_name": "secreview"},
         )
         return str(data.get("id", ""))
+
+
+def posted_from(
+    comments: Sequence[Mapping[str, Any]], issue_comments: Sequence[Mapping[str, Any]]
+) -> Posted:
+    """What the bot posted, from the PR's review comments and issue comments as GitHub lists
+    them (the reviews themselves are not read: ``reviewed_heads`` stays empty)."""
+    replied = {
+        c.get("in_reply_to_id") for c in comments if (c.get("body") or "").startswith(FIXED_PREFIX)
+    }
+    threads = []
+    for c in comments:
+        m = FINDING_MARKER.search(c.get("body") or "")
+        if m and c.get("in_reply_to_id") is None:
+            reactions = c.get("reactions") or {}
+            threads.append(
+                PostedComment(
+                    c["id"],
+                    m.group(1),
+                    c.get("path", ""),
+                    c["id"] in replied,
+                    int(reactions.get("+1", 0)),
+                    int(reactions.get("-1", 0)),
+                )
+            )
+    summary_id, open_fps = None, frozenset[str]()
+    for c in issue_comments:
+        if SUMMARY_MARKER.search(c.get("body") or ""):
+            summary_id, open_fps = c["id"], parse_open(c["body"])
+            break
+    return Posted(frozenset(), tuple(threads), summary_id, open_fps)
 
 
 def _now() -> str:

@@ -39,6 +39,11 @@ def previous_for(
     return tuple(sorted({p for p in posted if p.path in paths}, key=lambda p: (p.path, p.line)))
 
 
+def as_previous(f: Finding) -> PreviousFinding:
+    """One earlier finding as a unit message shows it."""
+    return PreviousFinding(f.fingerprint, f.path, f.line, f.cwe, f.title)
+
+
 def from_findings(findings: Iterable[Finding]) -> tuple[PreviousFinding, ...]:
     """Earlier findings as a unit message shows them (e.g. a file's stored result of the last
     head; ``bot.github.client.previous_findings`` reads the same from the bot's open threads)."""

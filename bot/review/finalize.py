@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from bot.findings import Finding, Rejection, ReviewResult, gate_exceeded
 from bot.model.client import ModelResult
 from bot.repo_config import RepoConfig
-from bot.review import suppress, verify
+from bot.review import feedback, suppress, verify
+from bot.review.feedback import Dismissal
 
 Conclusion = str  # "success" | "failure" | "neutral"
 SECOND_LOOK = "second look"
@@ -38,17 +39,22 @@ class Final:
     verify_usage: tuple[int, int, int] = (0, 0, 0)  # its prompt, cached, completion tokens
     verify_cost_usd: float = 0.0
     dropped: tuple[Finding, ...] = ()  # what the second look dropped (exclusions, verdicts)
+    dismissed: tuple[Finding, ...] = ()  # what people dismissed on this pull request
 
 
 def verification_candidates(
-    result: ReviewResult, config: RepoConfig, reused: Sequence[str]
+    result: ReviewResult,
+    config: RepoConfig,
+    reused: Sequence[str],
+    dismissed: Sequence[Dismissal] = (),
 ) -> list[Finding]:
     """The model findings the verification pass should check, in the order ``finalize`` sees them.
 
     Findings of reused files were checked when they were first reviewed.
     """
     kept, _ = suppress.apply(result, config)
-    excluded, _ = verify.exclude(kept)
+    remaining, _ = feedback.apply(kept.findings, dismissed)
+    excluded, _ = verify.exclude(dataclasses.replace(kept, findings=remaining))
     skip = set(reused)
     return [f for f in excluded.findings if f.source == "model" and f.path not in skip]
 
@@ -63,10 +69,14 @@ def finalize(
     notes: Sequence[str] = (),
     skip_conclusion: str = "",
     verify_note: str = "",
+    dismissed: Sequence[Dismissal] = (),
 ) -> Final:
-    """Suppress, exclude, apply the verification verdicts, then gate — always in this order."""
+    """Suppress (the config, then this PR's dismissals), exclude, apply the verification
+    verdicts, then gate — always in this order."""
     kept, hidden = suppress.apply(result, config)
     out_notes = [*notes, *hidden.notes()]
+    remaining, gone = feedback.apply(kept.findings, dismissed)
+    kept = dataclasses.replace(kept, findings=remaining)
     kept, look = verify.exclude(kept)
     refuted: set[str] = set()
     if checked:
@@ -101,6 +111,7 @@ def finalize(
         ),
         verify_cost_usd=look.cost_usd,
         dropped=tuple(f for _why, f in look.dropped_findings),
+        dismissed=gone,
     )
 
 

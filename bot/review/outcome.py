@@ -11,14 +11,31 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot import findings as fnd
-from bot.diff import Skip
+from bot.diff import ReviewUnit, Skip
 from bot.errors import InvalidModelOutput
 from bot.findings import Coverage, Finding, Rejection, Reused, ReviewResult, Stats
 from bot.model import client as llm
 from bot.model.client import ModelRequest, Usage
+from bot.review import continuity
 from bot.review.plan import Plan
 
 INVALID_OUTPUT = "invalid_model_output"
+_MODEL_FIELDS = frozenset(
+    {
+        "path",
+        "line",
+        "start_line",
+        "severity",
+        "cwe",
+        "title",
+        "description",
+        "exploit_scenario",
+        "recommendation",
+        "confidence",
+        "evidence",
+        "suggestion",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +47,7 @@ class UnitOutcome:
     rejected: tuple[Rejection, ...] = ()
     error: str | None = None
     model: str = ""
+    fixed: tuple[str, ...] = ()  # earlier findings the answer says the code no longer has
 
     @property
     def answered(self) -> bool:
@@ -61,10 +79,36 @@ def evaluate(
     if problem is not None:
         return UnitOutcome(unit_id, error=problem, model=model)
     raw = fnd.parse_model_output(content or "")
-    placed, rejected = fnd.place_findings(
-        raw, plan.unit(unit_id), plan.files, confidence_floor=min_confidence
+    unit = plan.unit(unit_id)
+    shown = plan.previous.get(unit_id, ())
+    if not shown:
+        placed, rejected = fnd.place_findings(
+            raw, unit, plan.files, confidence_floor=min_confidence
+        )
+        return UnitOutcome(unit_id, tuple(placed), tuple(rejected), model=model)
+    # A re-review: continued findings keep their fingerprint, persisting ones are carried over.
+    placed, rejected = continuity.place(
+        raw, unit, plan.files, shown, confidence_floor=min_confidence
     )
-    return UnitOutcome(unit_id, tuple(placed), tuple(rejected), model=model)
+    said = continuity.claims(content or "", shown)
+    have = {f.fingerprint for f in placed}
+    carried = [
+        _replaced(f, unit, plan)
+        for f in continuity.carry(plan.earlier.values(), said.persisting)
+        if f.fingerprint not in have
+    ]
+    return UnitOutcome(unit_id, (*placed, *carried), tuple(rejected), model=model, fixed=said.fixed)
+
+
+def _replaced(earlier: Finding, unit: ReviewUnit, plan: Plan) -> Finding:
+    """An earlier finding the model says persists, anchored again on the code it cites."""
+    raw = {k: v for k, v in earlier.to_json().items() if k in _MODEL_FIELDS and v is not None}
+    placed, _ = fnd.place_findings([raw], unit, plan.files)
+    if placed:
+        return dataclasses.replace(placed[0], fingerprint=earlier.fingerprint)
+    # Its code is not in this unit's hunks any more (an untouched part of the file): it stays,
+    # reported in the summary rather than on a line the diff does not show.
+    return dataclasses.replace(earlier, unit=unit.id, on_diff=False)
 
 
 def failed(unit_id: str, reason: str, model: str = "") -> UnitOutcome:

@@ -23,8 +23,9 @@ from bot.findings import Finding
 from bot.model.client import ModelRequest
 from bot.redact.run import RunRedaction
 from bot.repo_config import RepoConfig
-from bot.review import analyzers, injection, prompts, risk
-from bot.review.prompts import PRContext, Prefix, RepoContext
+from bot.review import analyzers, continuity, injection, prompts, risk
+from bot.review.feedback import Dismissal
+from bot.review.prompts import PRContext, Prefix, PreviousFinding, RepoContext
 from bot.review.results import FileResult
 
 # path → key of every reviewable file, in; path → stored result of the keys that have one, out
@@ -71,6 +72,12 @@ class Plan:
     file_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, FileResult] = field(default_factory=dict)
     secrets_allowed: int = 0  # secrets on allow-commented lines: redacted, not reported
+    # A re-review continues the last one: the earlier findings shown to each unit, the earlier
+    # findings themselves (fingerprint → finding, to carry those the model says persist), and
+    # the fingerprints people with write access dismissed on this pull request.
+    previous: dict[str, tuple[PreviousFinding, ...]] = field(default_factory=dict)
+    earlier: dict[str, Finding] = field(default_factory=dict)
+    dismissed: tuple[Dismissal, ...] = ()
 
     def request(self, unit_id: str) -> ModelRequest:
         """The request that reviews ``unit_id``."""
@@ -96,6 +103,8 @@ def plan_diff(
     read: Callable[[str], bytes | None] | None = None,
     extra_skipped: Sequence[Skip] = (),
     lookup: Lookup | None = None,
+    earlier: Sequence[Finding] = (),
+    dismissed: Sequence[Dismissal] = (),
 ) -> Plan:
     """Plan the review of a unified diff (the CLI's ``--diff`` and a pull request's diff)."""
     parsed = diffmod.parse_diff(diff_text)
@@ -108,6 +117,8 @@ def plan_diff(
         read=read,
         extra_skipped=extra_skipped,
         lookup=lookup,
+        earlier=earlier,
+        dismissed=dismissed,
     )
 
 
@@ -121,6 +132,8 @@ def plan_change(
     read: Callable[[str], bytes | None] | None = None,
     extra_skipped: Sequence[Skip] = (),
     lookup: Lookup | None = None,
+    earlier: Sequence[Finding] = (),
+    dismissed: Sequence[Dismissal] = (),
 ) -> Plan:
     """Filter a change's files, run the analyzers on them, and plan the rest."""
     config = config or RepoConfig()
@@ -140,6 +153,8 @@ def plan_change(
         extra_findings=analysis.findings,
         route="" if decision.needs_model else decision.reason,
         lookup=lookup,
+        earlier=earlier,
+        dismissed=dismissed,
     )
 
 
@@ -156,12 +171,16 @@ def plan_files(
     route: str = "",
     lookup: Lookup | None = None,
     secret_only: Sequence[tuple[str, str]] = (),
+    earlier: Sequence[Finding] = (),
+    dismissed: Sequence[Dismissal] = (),
 ) -> Plan:
     """Redact, detect, split and build one request per review unit, for filtered files.
 
     With ``lookup``, files whose result is stored under an unchanged key are not sent again:
     their stored results are carried in ``Plan.reused``. ``secret_only`` are whole files
     (path, text) read for secrets but not reviewed, such as the documentation a scan skips.
+    ``earlier``: the model's findings of the last review of this change (a pull request's last
+    head); each unit is shown those on its files, so a re-review continues them.
     """
     opts = options or PlanOptions()
     config = config or RepoConfig()
@@ -184,6 +203,7 @@ def plan_files(
     found += injection.in_files(clean_files, scan=kind == "scan") + injection.in_pull_request(pr)
     placed = place_analyzer_findings(found, by_path)
     prefix = prompts.build_prefix(repo)
+    before = _earlier_by_path(earlier, by_path)
     keys = {
         f.path: file_key(f, placed, prefix.sha256, opts.model, config)
         for f in clean_files
@@ -193,7 +213,15 @@ def plan_files(
     todo = [f for f in clean_files if f.path not in reused]
     split = diffmod.split_units(todo, opts.budget_tokens, opts.max_units)
     affinity = prompts.affinity_key(opts.installation, repo.repo, prefix.sha256, kind)
-    requests = tuple(_request(prefix, u, pr, placed, opts.max_tokens) for u in split.units)
+    shown = {
+        u.id: continuity.previous_for(
+            u, [continuity.as_previous(f) for p in u.paths for f in before.get(p, ())]
+        )
+        for u in split.units
+    }
+    requests = tuple(
+        _request(prefix, u, pr, placed, opts.max_tokens, shown[u.id]) for u in split.units
+    )
     unit_paths = {p for u in split.units for p in u.paths}
     return Plan(
         kind=kind,
@@ -210,7 +238,21 @@ def plan_files(
         file_keys={p: k for p, k in keys.items() if p in unit_paths},
         reused=reused,
         secrets_allowed=secrets.allowed,
+        previous={uid: found for uid, found in shown.items() if found},
+        earlier={f.fingerprint: f for p in unit_paths for f in before.get(p, ()) if f.fingerprint},
+        dismissed=tuple(dismissed),
     )
+
+
+def _earlier_by_path(
+    earlier: Sequence[Finding], files: Mapping[str, ChangedFile]
+) -> dict[str, tuple[Finding, ...]]:
+    """The earlier model findings on each file of this change (scrubbed of any secret value)."""
+    out: dict[str, list[Finding]] = {}
+    for f in earlier:
+        if f.source == "model" and f.path in files:
+            out.setdefault(f.path, []).append(f)
+    return {p: tuple(sorted(fs, key=lambda f: (f.line, f.fingerprint))) for p, fs in out.items()}
 
 
 def _request(
@@ -219,10 +261,15 @@ def _request(
     pr: PRContext | None,
     analyzer_findings: Sequence[Finding],
     max_tokens: int,
+    previous: Sequence[PreviousFinding] = (),
 ) -> ModelRequest:
     text = prompts.render_unit(unit)
     message = prompts.build_unit_message(
-        unit, pr, hints=hints_for(unit, analyzer_findings), redactions=text.count("[REDACTED:")
+        unit,
+        pr,
+        hints=hints_for(unit, analyzer_findings),
+        redactions=text.count("[REDACTED:"),
+        previous=previous,
     )
     return ModelRequest(
         external_reference=unit.id,
@@ -291,6 +338,8 @@ def file_key(
     for f in sorted(analyzer_findings, key=lambda f: (f.line, f.fingerprint)):
         if f.path == file.path:
             digest.update(f"{f.source}:{f.rule}:{f.cwe}:{f.line}\0".encode())
+    # Earlier findings shown on a re-review are not in the key: an unchanged patch keeps the
+    # answer it already has (a continuation of the same findings), whatever came before it.
     return digest.hexdigest()[:32]
 
 

@@ -6,9 +6,10 @@ change it. The App keeps results in Redis (with a TTL); the CLI in a cache direc
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,15 +37,30 @@ class FileResult:
 
 
 class ResultStore(Protocol):
-    """Where per-file results live between reviews."""
+    """Where per-file results live between reviews, and each change's last findings."""
 
     def get_many(self, keys: Collection[str]) -> dict[str, FileResult]: ...
 
     def put_many(self, items: Mapping[str, FileResult]) -> None: ...
 
+    def last(self, scope: str) -> tuple[Finding, ...]: ...
+
+    def put_last(self, scope: str, findings: Sequence[Finding]) -> None: ...
+
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(FileResult)
+_LAST = msgspec.json.Decoder(tuple[Finding, ...])
+LAST_PREFIX = "secreview:last:"
+
+
+def _decode_last(raw: bytes | str | None) -> tuple[Finding, ...]:
+    if raw is None:
+        return ()
+    try:
+        return _LAST.decode(raw)
+    except msgspec.DecodeError:
+        return ()
 
 
 def _decode(raw: bytes | str | None) -> FileResult | None:
@@ -84,6 +100,14 @@ class RedisResultStore:
             pipe.set(REDIS_PREFIX + key, _ENCODER.encode(result), ex=self.ttl)
         pipe.execute()
 
+    def last(self, scope: str) -> tuple[Finding, ...]:
+        """The model's findings of the last review published for ``scope`` (a pull request)."""
+        return _decode_last(self.redis.get(LAST_PREFIX + scope))
+
+    def put_last(self, scope: str, findings: Sequence[Finding]) -> None:
+        """Keep ``findings`` as ``scope``'s last findings."""
+        self.redis.set(LAST_PREFIX + scope, _ENCODER.encode(tuple(findings)), ex=self.ttl)
+
 
 class FileResultStore:
     """Results as small JSON files under a cache directory (the CLI's)."""
@@ -116,6 +140,25 @@ class FileResultStore:
             with os.fdopen(fd, "wb") as out:
                 out.write(_ENCODER.encode(result))
             os.replace(tmp, path)
+
+    def _last_path(self, scope: str) -> Path:
+        return self.root / "last" / f"{hashlib.sha256(scope.encode()).hexdigest()[:32]}.json"
+
+    def last(self, scope: str) -> tuple[Finding, ...]:
+        """The model's findings of the last review of ``scope`` (a checkout)."""
+        try:
+            return _decode_last(self._last_path(scope).read_bytes())
+        except OSError:
+            return ()
+
+    def put_last(self, scope: str, findings: Sequence[Finding]) -> None:
+        """Keep ``findings`` as ``scope``'s last findings."""
+        path = self._last_path(scope)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.write(_ENCODER.encode(tuple(findings)))
+        os.replace(tmp, path)
 
 
 def lookup_in(store: ResultStore) -> Any:

@@ -181,25 +181,37 @@ def review_plan(
     """Run ``plan`` to the end in memory and return its final result (library use, benchmarks)."""
     from bot.review.store import MemoryRunStore
 
+    # Time as the run sees it moves at least as far as each sleep asked: a caller whose sleep
+    # returns at once (a test, a benchmark against an emulator) never makes the run spin.
+    ahead = [0.0]
+
+    def now() -> float:
+        return clock() + ahead[0]
+
+    def nap(seconds: float) -> None:
+        before = clock()
+        sleep(seconds)
+        ahead[0] += max(0.0, seconds - (clock() - before))
+
     store = MemoryRunStore()
     sink = LocalSink(progress)
     if models is not None:
-        models.failover.clock = clock
+        models.failover.clock = now
     chain = list(models.failover.chain) if models is not None else []
-    run = new_run(label, plan.kind, {"models": chain, "label": label}, now=clock())
+    run = new_run(label, plan.kind, {"models": chain, "label": label}, now=now())
     store.save_plan(run.key, plan)
     ctx = Context(
         store=store,
         sink=sink,
         models=models,
         results=results,
-        clock=clock,
+        clock=now,
         deadline_s=deadline_s,
         first_poll_s=first_poll_s,
         offline_ok=True,
         no_model_note="analyzers only (no model is configured)",
     )
-    run_blocking(run, ctx, sleep)
+    run_blocking(run, ctx, nap)
     assert sink.final is not None
     return sink.final
 
@@ -253,6 +265,9 @@ def _plan(run: RunState, ctx: Context) -> float:
             ctx.store.save_plan(run.key, plan)
             ctx._plan = plan
         ctx.checkpoint(run)
+    # Counted before the sink creates anything: a retry knows it may have created it already.
+    run.sink["starting"] = int(run.sink.get("starting", 0)) + 1
+    ctx.checkpoint(run)
     ctx.sink.started(run, plan)
     if plan is None:
         run.phase = "publish"
@@ -624,7 +639,9 @@ def _verify(run: RunState, ctx: Context) -> float:
     state = run.verify
     verifier = ctx.models.verifier() if ctx.models is not None else None
     if state.status == "todo":
-        checked = verification_candidates(assemble(run, plan), plan.config, tuple(plan.reused))
+        checked = verification_candidates(
+            assemble(run, plan), plan.config, tuple(plan.reused), plan.dismissed
+        )
         if not plan.config.verify or verifier is None or not checked:
             state.status = "done"
         else:
@@ -779,6 +796,7 @@ def _finalize(run: RunState, ctx: Context, plan: Plan) -> Final:
         notes=notes,
         skip_conclusion=run.skip_conclusion,
         verify_note=state.note,
+        dismissed=plan.dismissed,
     )
 
 
@@ -791,6 +809,8 @@ def _publish(run: RunState, ctx: Context) -> float | None:
         ctx.sink.end_superseded(run, newer)
         run.phase, run.outcome = "done", f"superseded by {newer[:12]}"
         return None
+    run.sink["publishing"] = int(run.sink.get("publishing", 0)) + 1
+    ctx.checkpoint(run)  # a later attempt knows this one may have posted part already
     try:
         ctx.sink.publish(run, plan, run.final)
     except SecreviewError as exc:
@@ -803,6 +823,7 @@ def _publish(run: RunState, ctx: Context) -> float | None:
         return float(retry_after) if retry_after else policy.backoff(run.publish_attempts + 2)
     if plan is not None:
         _store_results(run, ctx, plan, run.final)
+        _store_last(run, ctx, run.final)
     if ctx.budget is not None:
         ctx.budget.charge(run.key, Spend(run.usage_by_model(), run.requests).total)
     run.phase = "done"
@@ -834,6 +855,15 @@ def _store_results(run: RunState, ctx: Context, plan: Plan, final: Final) -> Non
             from_head=head,
         )
     ctx.results.put_many(items)
+
+
+def _store_last(run: RunState, ctx: Context, final: Final) -> None:
+    """Keep the model's findings (dismissed ones too) for the next review of this change."""
+    scope = run.identity.get("scope")
+    if ctx.results is None or not scope:
+        return
+    mine = [f for f in (*final.result.findings, *final.dismissed) if f.source == "model"]
+    ctx.results.put_last(str(scope), outcome.with_unit(mine, None))
 
 
 def new_run(
