@@ -16,7 +16,22 @@ from types import TracebackType
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-SECREVIEW = [sys.executable, "-m", "bot.cli"]
+
+
+def secreview_argv(binary: str | None = None) -> list[str]:
+    """How to run ``secreview``: the installed executable ``binary`` (``SECREVIEW_E2E_BIN``, set by
+    ``.ci/run`` to a plain ``pip install .`` venv), else this checkout under the test interpreter.
+    """
+    if not binary:
+        return [sys.executable, "-m", "bot.cli"]
+    path = Path(binary)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise RuntimeError(f"SECREVIEW_E2E_BIN={binary!r} is not an executable file")
+    return [str(path)]
+
+
+# Read once at import: conftest's autouse fixture clears SECREVIEW_* before each test runs.
+SECREVIEW = secreview_argv(os.environ.get("SECREVIEW_E2E_BIN"))
 
 
 def free_port() -> int:
