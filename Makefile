@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test test-fast test-engine lint fmt typecheck check bench bench-cache bench-diff bench-ingest bench-scan bench-noise bench-secrets bench-hostile bench-review bench-real clean
+.PHONY: bench-app-load bench-app-faults bench-app-killed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +83,16 @@ bench-review: install  ## secreview review --diff [--repo] on a 40-file Python P
 
 bench-real: install  ## Django 4.2 -> 5.0 as a PR and flask/django/ansible-core scans (sdists from PyPI)
 	$(BIN)/python -m bench.real_code
+
+# The installed App (issue 9): load (~5-10 min), the fault table, a killed review with default settings.
+bench-app-load: install
+	$(BIN)/python -m bench.app_load
+
+bench-app-faults: install
+	$(BIN)/python -m bench.app_faults
+
+bench-app-killed: install
+	$(BIN)/python -m bench.app_killed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -57,3 +57,12 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+# --- each test's report on its item, for fixtures that record outcomes (tests/test_faults.py) ---
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep the setup/call/teardown report as ``item.rep_<when>``."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -126,9 +126,11 @@ def wait_http(url: str, timeout: float = 20.0, proc: Proc | None = None) -> None
 class RedisServer:
     """A private redis-server on a free port (for tests that stop Redis)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        # The shipped docker-compose.yml runs Redis with the append-only file: a restart keeps data.
+        self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -153,7 +155,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
                 "--dir",
                 str(self.workdir),
             ],
@@ -175,7 +177,13 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        """Stop the server."""
+        """Stop the server (SIGTERM: with the append-only file, nothing written is lost)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop, stay down ``down_s`` seconds, start again on the same port and directory."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from tests.emulators.fake_model import Script, review
 from tests.emulators.prefix_cache import Replica, block_hashes, render_chat, tokenize
+from tests.fakes.hold import Hold, Then, take
 
 MAX_PAYLOAD_BYTES = 10_000_000
 KNOWN_MODELS = frozenset(
@@ -78,6 +79,7 @@ class Recorded:
     body: Any
     size: int = 0
     status: int = 200
+    at: float = field(default_factory=time.time)  # when it arrived
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Batch:
     polls_until_done: int
     polls: int = 0
     done: dict[str, Any] | None = None
+    ready_at: float = 0.0  # monotonic time before which polls say "running" (latency injection)
 
 
 @dataclass
@@ -125,6 +128,7 @@ class EmulatorState:
     polls_until_done: int = 1
     shuffle_responses: bool = True
     never_finish: bool = False
+    inject: ModelFaults = field(default_factory=lambda: ModelFaults())  # issue 9 part 5
     # Secret values no request may carry (``flag_values``); each hit is recorded in ``leaks``.
     forbidden: dict[str, str] = field(default_factory=dict)
     leaks: list[tuple[str, str]] = field(default_factory=list)
@@ -288,6 +292,7 @@ def complete(
         content = override.content
     else:
         content = state.script(messages, body)
+    content = state.inject.answer(content)  # fault injection: malformed answers
     pieces = tokenize(content)
     finish = "stop"
     if len(pieces) > body.get("max_tokens", 4096):
@@ -448,7 +453,8 @@ def create_emulator(
         if queued and isinstance(body, Mapping):
             kind = "poll" if "request_id" in body else "submit"
         rec = record(kind, request, model, raw, body)
-        response = await _run(state, request, kind, model, raw, body)
+        held = await state.inject.held(kind)  # fault injection: hold / drop this request
+        response = held or await _run(state, request, kind, model, raw, body)
         rec.status = response.status_code
         return response
 
@@ -507,9 +513,13 @@ def _submit(state: EmulatorState, request: Request, model: str, body: Any) -> Re
         problem = input_problem(item)
         if problem:
             return cf_error(400, 5006, f"Error: /requests/{i}: {problem}")
+    if state.inject.refuse_submit(state.rng):
+        state.counters["fault_capacity"] += 1
+        return _fault_response(FAULTS["capacity"], cf_error)
     request_id = str(uuid.UUID(int=state.rng.getrandbits(128), version=4))
     affinity = request.headers.get("x-session-affinity")
     state.batches[request_id] = Batch(request_id, model, items, affinity, state.polls_until_done)
+    state.batches[request_id].ready_at = state.inject.ready_at(state.rng)
     return envelope({"status": "queued", "request_id": request_id, "model": model})
 
 
@@ -518,7 +528,8 @@ def _poll(state: EmulatorState, body: Any) -> Response:
     if batch is None:
         return cf_error(404, 5006, "Error: unknown request_id")
     batch.polls += 1
-    if state.never_finish or batch.polls <= batch.polls_until_done:
+    slow = time.monotonic() < batch.ready_at  # fault injection: answers take this long
+    if state.never_finish or slow or batch.polls <= batch.polls_until_done:
         status = "queued" if batch.polls == 1 and not state.never_finish else "running"
         return envelope({"status": status, "request_id": batch.request_id, "model": batch.model})
     return envelope(finish_batch(state, batch))
@@ -545,3 +556,65 @@ async def _openai(state: EmulatorState, request: Request, raw: bytes, body: Any)
     return JSONResponse(
         complete(state, str(model), body, request.headers.get("x-session-affinity"))
     )
+
+
+# --- fault injection (issue 9 part 5) ------------------------------------------------------------
+GARBAGE = '{"findings": [{"path": "shop/db.py", "line": '  # cut off mid-object: invalid JSON
+
+
+@dataclass
+class ModelFaults:
+    """Faults a test turns on ``EmulatorState.inject`` (all off by default).
+
+    ``hold(kind)`` holds the next request of a kind (``submit``, ``poll``, ``run``);
+    ``garbage_answers`` makes the next N completions malformed JSON; ``latency`` draws, per batch,
+    the seconds from submit until its answers are ready (polls say ``running`` until then);
+    ``capacity_rate`` refuses that fraction of submits with 3040 (429).
+    """
+
+    holds: list[Hold] = field(default_factory=list)
+    garbage_answers: int = 0
+    latency: tuple[float, float] | None = None
+    capacity_rate: float = 0.0
+    drawn: list[float] = field(default_factory=list)  # the latencies given to batches so far
+
+    def hold(self, kind: str, then: Then = "process") -> Hold:
+        """Hold the next request of ``kind`` until released."""
+        hold = Hold("*", f"^{kind}$", then)
+        self.holds.append(hold)
+        return hold
+
+    def release_all(self) -> None:
+        """Release every hold (teardown)."""
+        for hold in self.holds:
+            hold.release()
+
+    async def held(self, kind: str) -> Response | None:
+        """Wait while a request of ``kind`` is held; a dropped one answers 502 from the edge."""
+        hold = take(self.holds, "*", kind)
+        if hold is None:
+            return None
+        await hold.block()
+        return _fault_response(FAULTS["html_502"], cf_error) if hold.then == "drop" else None
+
+    def answer(self, content: str) -> str:
+        """``content``, or malformed JSON while ``garbage_answers`` lasts."""
+        if self.garbage_answers <= 0:
+            return content
+        self.garbage_answers -= 1
+        return GARBAGE
+
+    def refuse_submit(self, rng: random.Random) -> bool:
+        """Whether this submit is out of capacity (drawn at ``capacity_rate``)."""
+        return self.capacity_rate > 0 and rng.random() < self.capacity_rate
+
+    def ready_at(self, rng: random.Random) -> float:
+        """The monotonic time a new batch's answers are ready."""
+        if self.latency is None:
+            return 0.0
+        delay = rng.uniform(*self.latency)
+        self.drawn.append(delay)
+        return time.monotonic() + delay
+
+
+# --- fault injection ends -------------------------------------------------------------------------

@@ -9,15 +9,18 @@ is written here from the unified-diff format, independently of ``bot.diff``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import io
 import itertools
+import random
 import re
 import secrets
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +32,8 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.hold import Hold, Then, take
 
 DIFF_MAX_FILES = 300
 DIFF_MAX_LINES = 20_000
@@ -75,6 +80,7 @@ class Recorded:
     path: str
     status: int
     body: Any = None
+    at: float = field(default_factory=time.time)  # when it arrived (for per-hour rates)
 
 
 class FakeGitHub:
@@ -101,6 +107,7 @@ class FakeGitHub:
         self.app_permissions: dict[str, str] = {}  # what GET /app reports (set by a manifest)
         self.manifest_private_key: str | None = None  # the PEM a manifest conversion hands out
         self.manifests: dict[str, dict[str, Any]] = {}  # one-time code → submitted manifest
+        self.inject = Injector()  # fault injection (issue 9 part 5): holds, failures, limits
         self.app = self._build()
 
     # --- seeding -----------------------------------------------------------------------------
@@ -232,6 +239,10 @@ class FakeGitHub:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw
+        verdict = await self.inject.intercept(request.method, path)  # fault injection
+        if verdict.refuse is not None:
+            self.requests.append(Recorded(request.method, path, verdict.refuse.status_code, body))
+            return verdict.refuse
         for i, (pattern, status, headers) in enumerate(self.faults):
             if re.search(pattern, path):
                 del self.faults[i]
@@ -246,7 +257,8 @@ class FakeGitHub:
         response.headers["x-ratelimit-limit"] = "5000"
         response.headers["x-ratelimit-remaining"] = "4999"
         self.requests.append(Recorded(request.method, path, response.status_code, body))
-        return response
+        # Fault injection: the work was done, but the caller gets an error instead of the answer.
+        return verdict.replace if verdict.replace is not None else response
 
     def _auth_problem(self, request: Request, path: str) -> str | None:
         header = request.headers.get("authorization", "")
@@ -753,6 +765,178 @@ class FakeGitHub:
             return _not_found()
         perm = repo.permissions.get(request.path_params["user"], "read")
         return JSONResponse({"permission": perm, "user": {"login": request.path_params["user"]}})
+
+
+# --- fault injection (issue 9 part 5) ------------------------------------------------------------
+# Small explicit controls a test turns on ``FakeGitHub.inject``; nothing here fires unless asked.
+
+SECONDARY_LIMIT_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+    "If you reach out to GitHub Support for help, please include the request ID 0000:0000."
+)
+WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What fault injection does to one request: refuse it, or do it and answer ``replace``."""
+
+    refuse: Response | None = None
+    replace: Response | None = None
+
+
+@dataclass
+class Failure:
+    """Answer ``status`` to matching requests ``times`` times (None: always).
+
+    ``after=True`` does the work first and then answers the error, like a gateway timing out on a
+    POST GitHub did complete: the caller cannot know whether it happened.
+    """
+
+    method: str
+    pattern: str
+    status: int
+    times: int | None = 1
+    message: str = "Server Error"
+    headers: dict[str, str] = field(default_factory=dict)
+    after: bool = False
+    hits: int = 0
+
+    def applies(self, method: str, path: str) -> bool:
+        """Whether this failure still fires for the request."""
+        live = self.times is None or self.hits < self.times
+        return live and self.method in ("*", method) and re.search(self.pattern, path) is not None
+
+    def response(self) -> Response:
+        """The error GitHub would send."""
+        docs = "https://docs.github.com/rest"
+        return JSONResponse(
+            {"message": self.message, "documentation_url": docs}, self.status, self.headers
+        )
+
+
+@dataclass
+class SecondaryLimit:
+    """GitHub's secondary rate limit on content-creating requests (POST/PATCH/PUT/DELETE).
+
+    The first write matching ``pattern`` trips it: for ``seconds`` every write answers 403 with
+    ``retry-after`` (GitHub docs, "Rate limits for the REST API": a secondary limit is a 403 or 429
+    whose message says so, with ``retry-after`` when present; ``x-ratelimit-remaining`` is not 0).
+    Writes made before ``retry-after`` elapsed are counted in ``early``: GitHub may ban an
+    integration that keeps sending while limited.
+    """
+
+    pattern: str
+    seconds: float
+    tripped_at: float | None = None
+    refused: int = 0
+    early: int = 0
+
+    def check(self, method: str, path: str) -> Response | None:
+        """403 for a write inside the window; None otherwise."""
+        if method not in WRITES:
+            return None
+        now = time.monotonic()
+        if self.tripped_at is None:
+            if re.search(self.pattern, path) is None:
+                return None
+            self.tripped_at = now
+        elif now - self.tripped_at >= self.seconds:
+            return None
+        else:
+            self.early += 1
+        self.refused += 1
+        wait = max(1, int(self.seconds - (now - self.tripped_at) + 0.999))
+        headers = {
+            "retry-after": str(wait),
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "4990",
+        }
+        docs = (
+            "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+            "#about-secondary-rate-limits"
+        )
+        return JSONResponse(
+            {"message": SECONDARY_LIMIT_MESSAGE, "documentation_url": docs}, 403, headers
+        )
+
+
+class Injector:
+    """Holds, failures, a secondary rate limit and response latency for ``FakeGitHub`` (all off
+    by default). ``latency = (low, high)`` delays every answer by a uniform draw, in seconds."""
+
+    def __init__(self) -> None:
+        self.holds: list[Hold] = []
+        self.failures: list[Failure] = []
+        self.limit: SecondaryLimit | None = None
+        self.latency: tuple[float, float] | None = None
+        self._rng = random.Random(0)
+
+    def hold(self, method: str, pattern: str, then: Then = "process") -> Hold:
+        """Hold the next ``method`` request whose path matches ``pattern`` until released."""
+        hold = Hold(method, pattern, then)
+        self.holds.append(hold)
+        return hold
+
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        *,
+        times: int | None = 1,
+        message: str = "Server Error",
+        headers: dict[str, str] | None = None,
+        after: bool = False,
+    ) -> Failure:
+        """Answer ``status`` to matching requests (``times=None``: every one, for ever)."""
+        failure = Failure(method, pattern, status, times, message, dict(headers or {}), after)
+        self.failures.append(failure)
+        return failure
+
+    def secondary_rate_limit(self, pattern: str, seconds: float) -> SecondaryLimit:
+        """Trip a secondary rate limit at the first write matching ``pattern``."""
+        self.limit = SecondaryLimit(pattern, seconds)
+        return self.limit
+
+    def release_all(self) -> None:
+        """Release every hold (test teardown: never leave the server thread waiting)."""
+        for hold in self.holds:
+            hold.release()
+
+    async def intercept(self, method: str, path: str) -> Verdict:
+        """What to do with one request; waits here while it is held."""
+        if self.latency is not None:
+            await asyncio.sleep(self._rng.uniform(*self.latency))
+        hold = take(self.holds, method, path)
+        if hold is not None:
+            await hold.block()
+            if hold.then == "drop":
+                return Verdict(refuse=Failure(method, path, 502).response())
+        limited = self.limit.check(method, path) if self.limit is not None else None
+        if limited is not None:
+            return Verdict(refuse=limited)
+        for failure in self.failures:
+            if failure.applies(method, path):
+                failure.hits += 1
+                if failure.after:
+                    return Verdict(replace=failure.response())
+                return Verdict(refuse=failure.response())
+        return Verdict()
+
+
+def installation_of(fake: FakeGitHub, path: str) -> int | None:
+    """The installation a recorded request acted as (by its repository path), if any."""
+    m = re.match(r"/(?:repos/([^/]+/[^/]+)|app/installations/(\d+))", path)
+    if m is None:
+        return None
+    if m.group(2):
+        return int(m.group(2))
+    repo = fake.repos.get(m.group(1))
+    return repo.installation_id if repo else None
+
+
+# --- fault injection ends -------------------------------------------------------------------------
 
 
 # --- helpers -------------------------------------------------------------------------------------
