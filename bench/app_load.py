@@ -173,6 +173,13 @@ def worker_seconds(stack: AppStack) -> dict[str, Any]:
     }
 
 
+def endpoint(path: str) -> str:
+    """``path`` as a template: repository, commit shas and numbers replaced."""
+    path = re.sub(r"^/repos/[^/]+/[^/]+", "/repos/{r}", path)
+    path = re.sub(r"/[0-9a-f]{40}(?=/|$)", "/{sha}", path)
+    return re.sub(r"/\d+(?=/|$)", "/{n}", path)
+
+
 def github_calls(stack: AppStack, specs: list[PullSpec], duration: float) -> dict[str, Any]:
     """REST calls per review (small PRs apart) and per installation against the hourly limit."""
     fake = stack.github
@@ -186,8 +193,7 @@ def github_calls(stack: AppStack, specs: list[PullSpec], duration: float) -> dic
     kinds: Counter[str] = Counter()
     per_installation: Counter[int] = Counter()
     for rec in fake.requests:
-        template = re.sub(r"/\d+", "/{n}", re.sub(r"^/repos/[^/]+/[^/]+", "/repos/{r}", rec.path))
-        kinds[f"{rec.method} {template}"] += 1
+        kinds[f"{rec.method} {endpoint(rec.path)}"] += 1
         inst = installation_of(fake, rec.path)
         if inst is not None:
             per_installation[inst] += 1

@@ -251,7 +251,7 @@ class AppStack:
         *,
         repo: str = REPO,
         since: float | None = None,
-        timeout: float = 60,
+        timeout: float = 45,
         idle: float = 30,
     ) -> float:
         """Seconds from ``since`` until the check on ``head`` completed.

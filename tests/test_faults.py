@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.appstack import (
@@ -265,6 +266,7 @@ def test_redis_down_at_delivery(private_stack: AppStack, record: dict[str, Any])
     itself); the user redelivers the same delivery once Redis is back, and it is reviewed."""
     stack = private_stack
     assert stack.redis_server is not None
+    assert httpx.get(stack.url + "/readyz").status_code == 200  # the receiver holds a connection
     stack.redis_server.stop()
     assert stack.deliver("pull_request", pr_event("opened", HEAD), "d-1").status_code == 503
     stack.redis_server.start()
