@@ -292,7 +292,8 @@ def complete(
         content = override.content
     else:
         content = state.script(messages, body)
-    content = state.inject.answer(content)  # fault injection: malformed answers
+    if reference is not None:  # fault injection: malformed answers to batch units
+        content = state.inject.answer(content)
     pieces = tokenize(content)
     finish = "stop"
     if len(pieces) > body.get("max_tokens", 4096):
@@ -567,7 +568,8 @@ class ModelFaults:
     """Faults a test turns on ``EmulatorState.inject`` (all off by default).
 
     ``hold(kind)`` holds the next request of a kind (``submit``, ``poll``, ``run``);
-    ``garbage_answers`` makes the next N completions malformed JSON; ``latency`` draws, per batch,
+    ``garbage_answers`` makes the next N answers to batch units malformed JSON (probes and sync
+    runs are not counted); ``latency`` draws, per batch,
     the seconds from submit until its answers are ready (polls say ``running`` until then);
     ``capacity_rate`` refuses that fraction of submits with 3040 (429).
     """
