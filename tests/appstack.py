@@ -36,13 +36,14 @@ HEAD = "a" * 40
 CHECK_NAME = "secreview"
 
 # Settings that keep trials fast (production defaults in brackets): hard task limit [300 s; soft
-# 80 %], sweeper interval [30 s], first poll [5 s], model deadline [1800 s]. The visibility
+# 80 %], sweeper interval [30 s], first poll [5 s], model deadline [1800 s] — 60 s here, so it
+# outlasts the re-drive of a killed step (a lapsed 30 s run lease plus a sweep). The visibility
 # timeout is left to its default, which the one run derives from the task time limit.
 FAST_ENV = {
-    "SECREVIEW_TASK_TIME_LIMIT": "8",
+    "SECREVIEW_TASK_TIME_LIMIT": "10",
     "SECREVIEW_SWEEP_INTERVAL": "1",
     "SECREVIEW_FIRST_POLL": "0.3",
-    "SECREVIEW_MODEL_DEADLINE": "15",
+    "SECREVIEW_MODEL_DEADLINE": "60",
 }
 
 
@@ -251,13 +252,13 @@ class AppStack:
         *,
         repo: str = REPO,
         since: float | None = None,
-        timeout: float = 45,
-        idle: float = 30,
+        timeout: float = 90,
+        idle: float = 45,
     ) -> float:
         """Seconds from ``since`` until the check on ``head`` completed.
 
         Fails early when neither fake has seen a request for ``idle`` seconds: with the trial
-        settings (8 s task limit, 1 s sweeps) that is a review nobody is driving any more.
+        settings (10 s task limit, 1 s sweeps, a 30 s run lease) that is a review nobody drives.
         """
         start = time.time() if since is None else since
         deadline = time.monotonic() + timeout
