@@ -123,7 +123,17 @@ class WebhookEndpoint:
         if delivery.event == "ping":
             self.metrics.incr("secreview_webhooks_total", {"outcome": "ping"})
             return 200, {"ok": True, "zen": delivery.payload.get("zen", "")}
-        routed = router.route(delivery, self.context)
+        try:
+            routed = router.route(delivery, self.context)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # Signed, parsed, but not the shape GitHub sends for this event: say so, never 500.
+            log.warning(
+                "delivery %s: malformed %s payload (%s)",
+                delivery.delivery_id,
+                delivery.event,
+                type(exc).__name__,
+            )
+            return self._problem(400, f"malformed {delivery.event} payload", "malformed")
         ident = (delivery.delivery_id, delivery.event, delivery.action)
         if not routed.jobs:
             log.info("delivery %s %s.%s: %s", *ident, routed.note)

@@ -452,3 +452,31 @@ def test_a_reply_from_someone_without_write_access_dismisses_nothing(world: Worl
     assert world.review("e" * 40, "synchronize").startswith("published")
     summary = world.github.issue_comments[0]["body"]
     assert "CWE-89" in summary and "@mallory" not in summary
+
+
+def test_the_sweeper_drops_what_a_dead_worker_left_unacked_and_only_that(world: World) -> None:
+    from bot import jobs
+    from bot.queue import celery_message
+
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    assert world.review().startswith("published")
+    key = driver.review_key(REPO, 7, HEAD)
+    old = time.time() - 60
+
+    def unacked(tag: str, job: Any = None, message: str | None = None) -> None:
+        raw = message or celery_message(job)
+        envelope = json.loads(raw)
+        world.rt.redis.hset(driver.UNACKED, tag, json.dumps([envelope, "", "q"]))
+        world.rt.redis.zadd(driver.UNACKED_INDEX, {tag: old})
+
+    step = json.loads(celery_message(ReviewJob(3, REPO, 7, HEAD, "x")))
+    body = base64.b64encode(json.dumps([[], {"key": key, "token": "gone"}, {}]).encode())
+    step["body"], step["headers"]["task"] = body.decode(), jobs.TASK_STEP
+    unacked("stale-step", message=json.dumps(step))
+    unacked("started-job", ReviewJob(3, REPO, 7, HEAD, "d-1"))
+    unacked("unstarted-job", ReviewJob(3, REPO, 8, "f" * 40, "d-9"))  # no run: must come back
+    unacked("garbage", message='{"not": "a message"}')
+    world.rt.redis.zadd(driver.UNACKED_INDEX, {"fresh": time.time()})
+    assert driver.sweep_unacked(world.rt) == 2
+    left = {k.decode() for k in world.rt.redis.hkeys(driver.UNACKED)}
+    assert left == {"unstarted-job", "garbage"}

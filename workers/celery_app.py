@@ -118,6 +118,9 @@ def _sweep_loop(settings: Settings, stop: threading.Event) -> None:
                 count = driver.sweep(rt)
                 if count:
                     log.warning("sweeper re-drove %d overdue runs", count)
+                dropped = driver.sweep_unacked(rt)
+                if dropped:
+                    log.info("sweeper dropped %d moot unacked messages", dropped)
         if stop.wait(interval):
             return
 

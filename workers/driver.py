@@ -12,6 +12,8 @@ lost message, a dead worker or a Redis restart delays a review; nothing loses it
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -260,6 +262,64 @@ def _schedule(run: RunState, wait: float, rt: Runtime) -> str:
 
 
 # --- the sweeper --------------------------------------------------------------------------------
+
+
+# kombu's Redis transport keeps a message a worker took, until acked, in these two keys; a
+# worker killed (or cut off by a Redis restart) leaves its messages there until the visibility
+# timeout hands them out again (kombu.transport.redis.QoS, the pinned versions).
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
+UNACKED_MIN_AGE_S = 5.0
+
+
+def sweep_unacked(rt: Runtime) -> int:
+    """Drop the broker's records of taken messages whose work is moot; how many.
+
+    A step whose run finished or moved on to another token, or a review job whose run exists
+    (the sweeper drives it): handing them out again after the visibility timeout would only run
+    a no-op. Anything else — a job whose run was never created — is left to be restored.
+    """
+    now = time.time()
+    moot: list[str] = []
+    for tag, raw in rt.redis.hscan_iter(UNACKED, count=200):
+        name = tag.decode() if isinstance(tag, bytes) else str(tag)
+        score = rt.redis.zscore(UNACKED_INDEX, name)
+        if score is not None and now - float(score) < UNACKED_MIN_AGE_S:
+            continue  # just taken by a live worker: not ours to judge yet
+        task, kwargs = _message(raw)
+        if task is not None and _moot(task, kwargs, rt):
+            moot.append(name)
+    if moot:
+        pipe = rt.redis.pipeline()
+        pipe.hdel(UNACKED, *moot)
+        pipe.zrem(UNACKED_INDEX, *moot)
+        pipe.execute()
+    return len(moot)
+
+
+def _message(raw: bytes | str) -> tuple[str | None, dict[str, Any]]:
+    """The task name and keyword arguments of one unacked record (None if unreadable)."""
+    try:
+        envelope = json.loads(raw)[0]
+        body = json.loads(base64.b64decode(envelope["body"]))
+        return str(envelope["headers"]["task"]), dict(body[1])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None, {}
+
+
+def _moot(task: str, kwargs: dict[str, Any], rt: Runtime) -> bool:
+    from bot import jobs
+
+    if task == jobs.TASK_SWEEP:
+        return True
+    if task == jobs.TASK_STEP:
+        run = rt.store.load(str(kwargs.get("key", "")))
+        return run is None or run.phase == "done" or kwargs.get("token") != run.token
+    if task == jobs.TASK_REVIEW and kwargs.get("trigger") not in ("command", "rerun"):
+        key = review_key(
+            str(kwargs.get("repo")), int(kwargs.get("pr", 0)), str(kwargs.get("head_sha"))
+        )
+        return rt.store.load(key) is not None
+    return False
 
 
 def sweep(rt: Runtime, grace_s: float | None = None) -> int:

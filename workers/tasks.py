@@ -52,7 +52,11 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=jobs.TASK_SWEEP)
     def sweep() -> str:
-        return _logged("sweep", lambda: f"re-drove {driver.sweep(runtime())} runs")
+        def both() -> str:
+            rt = runtime()
+            return f"re-drove {driver.sweep(rt)} runs, dropped {driver.sweep_unacked(rt)} moot"
+
+        return _logged("sweep", both)
 
     @app.task(name=jobs.TASK_COMMAND)
     def run_command(**kwargs: Any) -> str:
