@@ -42,9 +42,10 @@ def connect_async(url: str, max_connections: int = 64) -> aioredis.Redis:
     """A client for the receiver's event loop."""
     from redis.asyncio.retry import Retry
 
-    return aioredis.Redis.from_url(
+    client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 2),
         max_connections=max_connections,
         **_options(),
     )
+    return client

@@ -180,7 +180,8 @@ def create_app(settings: Settings, *, redis_client: aioredis.Redis | None = None
         shared: dict[Any, Any] = {}
         # Without Redis the receiver's own figures are still worth serving.
         with contextlib.suppress(RedisError, OSError):
-            shared = await client.hgetall(SHARED_KEY)
+            pending: Any = client.hgetall(SHARED_KEY)  # typed sync-or-async by some redis-py
+            shared = await pending
         return PlainTextResponse(
             metrics.render(shared), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

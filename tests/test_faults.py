@@ -46,16 +46,6 @@ from tests.procs import RedisServer
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 REPORT = os.environ.get("FAULTS_REPORT")  # read at import: conftest clears the environment per test
-STALE_UNACKED = pytest.mark.xfail(
-    strict=True,
-    reason="one run (issue 9): the dead worker's message stays unacked until the visibility "
-    "timeout (SECREVIEW_TASK_TIME_LIMIT + 300 s) although the sweeper already finished the run",
-)
-WORKER_DIES_ON_REDIS_RESTART = pytest.mark.xfail(
-    strict=True,
-    reason="one run (issue 9): the worker exits when Redis restarts (kombu "
-    "on_connection_error_after_connected: AttributeError 'NoneType' has no 'hostname')",
-)
 REVIEWS = rf"/repos/{REPO}/pulls/{PR}/reviews$"
 
 
@@ -155,7 +145,6 @@ KILL_POINTS: dict[str, Holder] = {
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
-@STALE_UNACKED
 def test_worker_killed(stack: AppStack, record: dict[str, Any], point: str) -> None:
     """kill -9 at the held request, then a fresh worker (as an orchestrator restarts it)."""
     hold = KILL_POINTS[point](stack)
@@ -255,7 +244,6 @@ def test_model_past_deadline(short_deadline_stack: AppStack, record: dict[str, A
 # --- Redis faults --------------------------------------------------------------------------------
 
 
-@WORKER_DIES_ON_REDIS_RESTART
 def test_redis_restarted_after_submit(private_stack: AppStack, record: dict[str, Any]) -> None:
     stack = private_stack
     assert stack.redis_server is not None
@@ -270,7 +258,6 @@ def test_redis_restarted_after_submit(private_stack: AppStack, record: dict[str,
     assert_invariant(stack)
 
 
-@WORKER_DIES_ON_REDIS_RESTART
 def test_redis_restarted_during_review_task(
     private_stack: AppStack, record: dict[str, Any]
 ) -> None:
