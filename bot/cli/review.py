@@ -16,8 +16,8 @@ from bot.cli import options
 from bot.config import Settings
 from bot.errors import ConfigError, SecreviewError, UsageError
 from bot.findings import SEVERITY_RANK, Finding, ReviewResult, at_or_above
-from bot.model import client as llm
-from bot.model.client import Usage
+from bot.model import values as llm
+from bot.model.values import Usage
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.report import render
 from bot.review.prompts import PRContext, RepoContext

@@ -17,7 +17,7 @@ import platformdirs
 
 from bot.config import Settings
 from bot.findings import Finding
-from bot.model.client import Usage
+from bot.model.values import Usage
 from bot.review import plan as planning
 from bot.review.finalize import Final
 from bot.review.models import ModelPool

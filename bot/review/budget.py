@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from bot.model.client import Usage
+from bot.model.values import Usage
 
 _GRACE = dt.timedelta(hours=1)  # a counter outlives its UTC day by this much, then expires
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.findings import Finding, Rejection, ReviewResult, gate_exceeded
-from bot.model.client import ModelResult
+from bot.model.values import ModelResult
 from bot.repo_config import RepoConfig
 from bot.review import feedback, suppress, verify
 from bot.review.feedback import Dismissal

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.config import Settings
-from bot.model.client import ModelBackend, create_backend
+from bot.model.values import ModelBackend
 from bot.review import verify
 from bot.review.policy import Breaker, Failover, MemoryBreaker
 
@@ -31,6 +31,8 @@ class ModelPool:
     def backend(self, model: str) -> ModelBackend:
         """The client of ``model``."""
         if model not in self._clients:
+            from bot.model.client import create_backend  # the HTTP stack, only when asked
+
             self._clients[model] = create_backend(
                 self.settings, model=model, max_retries=self.max_retries
             )
@@ -39,6 +41,8 @@ class ModelPool:
     def verifier(self) -> ModelBackend | None:
         """The client of the verification pass (SECREVIEW_VERIFY_MODEL, else the first model)."""
         if self._verifier is None:
+            from bot.model.client import create_backend
+
             self._verifier = create_backend(
                 self.settings,
                 model=self.settings.verify_model or self.settings.model,

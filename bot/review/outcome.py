@@ -14,8 +14,8 @@ from bot import findings as fnd
 from bot.diff import ReviewUnit, Skip
 from bot.errors import InvalidModelOutput
 from bot.findings import Coverage, Finding, Rejection, Reused, ReviewResult, Stats
-from bot.model import client as llm
-from bot.model.client import ModelRequest, Usage
+from bot.model import values as llm
+from bot.model.values import ModelRequest, Usage
 from bot.review import continuity
 from bot.review.plan import Plan
 

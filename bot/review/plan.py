@@ -20,7 +20,7 @@ from bot import diff as diffmod
 from bot import findings as fnd
 from bot.diff import ChangedFile, ReviewUnit, Skip
 from bot.findings import Finding
-from bot.model.client import ModelRequest
+from bot.model.values import ModelRequest
 from bot.redact.run import RunRedaction
 from bot.repo_config import RepoConfig
 from bot.review import analyzers, continuity, injection, prompts, risk

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from bot.errors import ModelError, PayloadTooLarge, SecreviewError
 from bot.findings import ReviewResult
-from bot.model import client as llm
-from bot.model.client import ModelBackend, ModelRequest, ModelResult, Usage
+from bot.model import values as llm
+from bot.model.values import ModelBackend, ModelRequest, ModelResult, Usage
 from bot.review import outcome, policy, prompts, verify
 from bot.review.finalize import Final, failed_run, finalize, verification_candidates
 from bot.review.outcome import Spend, UnitOutcome

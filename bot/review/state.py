@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from bot.model.client import Usage
+from bot.model.values import Usage
 from bot.review.finalize import Final
 
 Phase = Literal["plan", "model", "verify", "publish", "done"]

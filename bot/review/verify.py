@@ -20,8 +20,8 @@ from importlib import resources
 from typing import Any
 
 from bot.findings import Finding, ReviewResult
-from bot.model import client as llm
-from bot.model.client import ModelRequest, ModelResult, Usage
+from bot.model import values as llm
+from bot.model.values import ModelRequest, ModelResult, Usage
 from bot.review import exclusions, prompts
 from bot.review.plan import Plan
 

@@ -22,7 +22,7 @@ from bot.diff.split import (
     default_skip_reason,
     is_migration,
 )
-from bot.model import client as llm
+from bot.model import values as llm
 from bot.repo_config import RepoConfig
 from bot.tokens import CHARS_PER_TOKEN
 
