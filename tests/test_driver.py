@@ -211,13 +211,13 @@ def test_suppressions_from_the_base_branch(world: World) -> None:
 def test_the_second_look_drops_a_refuted_finding_before_posting(world: World) -> None:
     from tests.test_verify import answer_verdicts
 
-    state = world.model.reset(script=answer_verdicts({"CWE-89"}))
+    state = world.model.reset(script=answer_verdicts({"CWE-918"}))
     state.polls_until_done = 0
     world.github.set_file(REPO, "main", ".github/secreview.yml", b"verify: true\n")
     world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
     assert world.review().startswith("published")
     posted = " ".join(c["body"] for c in world.github.review_comments)
-    assert "CWE-89" not in posted and "CWE-798" in posted
+    assert "CWE-918" not in posted and "CWE-798" in posted
     summary = world.github.issue_comments[0]["body"]
     assert "Second look" in summary and "refuted by the verification pass" in summary
     assert submits(world) == 2  # the review, then one verification batch

@@ -179,6 +179,8 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         settings.require_model()  # half-configured: say what is missing, never fall back quietly
     models = pool_for(settings)
     options.writable_output(args.output)
+    if args.cache_dir is not None and not args.no_cache:
+        options.state_dir(Path(args.cache_dir), "--cache-dir")
     diff_bytes = _read_diff(args.diff)
     repo, config = _repo_setup(args.repo)
     where = local_storage(args)

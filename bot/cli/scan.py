@@ -99,7 +99,10 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.llm_backend is not None:
         settings.require_model()  # half-configured: say what is missing, never fall back quietly
+    if args.state_dir is not None:
         options.state_dir(args.state_dir)
+    if args.cache_dir is not None and not args.no_cache:
+        options.state_dir(Path(args.cache_dir), "--cache-dir")
     models = pool_for(settings)
     options.writable_output(args.output)
     remote = None

@@ -50,13 +50,19 @@ def verification_candidates(
 ) -> list[Finding]:
     """The model findings the verification pass should check, in the order ``finalize`` sees them.
 
-    Findings of reused files were checked when they were first reviewed.
+    Findings of reused files were checked when they were first reviewed. A finding a
+    deterministic analyzer corroborates is not second-guessed: the analyzer's own finding would
+    be reported unverified anyway, and a reused result must judge it as a fresh one does.
     """
     kept, _ = suppress.apply(result, config)
     remaining, _ = feedback.apply(kept.findings, dismissed)
     excluded, _ = verify.exclude(dataclasses.replace(kept, findings=remaining))
     skip = set(reused)
-    return [f for f in excluded.findings if f.source == "model" and f.path not in skip]
+    return [
+        f
+        for f in excluded.findings
+        if f.source == "model" and f.path not in skip and not f.corroborated_by
+    ]
 
 
 def finalize(
