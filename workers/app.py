@@ -30,7 +30,7 @@ from bot.review.finalize import Final
 from bot.review.plan import Lookup, Plan, PlanOptions, plan_change, plan_diff, plan_tree
 from bot.review.prompts import PRContext, RepoContext
 from bot.review.results import RedisResultStore
-from bot.review.run import SkipRun
+from bot.review.run import SkipRun, Unsuperseded
 from bot.review.state import RunState
 
 log = logging.getLogger("secreview.app")
@@ -400,7 +400,7 @@ class RepoScanSource:
 
 
 @dataclass
-class RepoScanSink:
+class RepoScanSink(Unsuperseded):
     """The "secreview scan" check run, SARIF upload, the reply, and the repository's baseline."""
 
     inst: Any
@@ -426,17 +426,6 @@ class RepoScanSink:
             "Scanning",
             f"{done} of {total} units reviewed.",
         )
-
-    def superseded(self, run: RunState) -> str | None:
-        """A scan is of one commit: never superseded."""
-        return None
-
-    def end_superseded(self, run: RunState, newer: str) -> None:
-        """Never called for a scan."""
-
-    def notes(self, run: RunState, plan: Plan | None, result: ReviewResult) -> list[str]:
-        """No baseline notes: this scan makes the baseline."""
-        return []
 
     def publish(self, run: RunState, plan: Plan | None, final: Final) -> None:
         """Baseline, check run, SARIF, and the reply where the scan was asked for."""

@@ -126,8 +126,24 @@ class Context:
         self.store.save(run)
 
 
+class Unsuperseded:
+    """The parts of a sink for runs nothing can supersede and that add no notes (a local run,
+    a scan of one commit)."""
+
+    def superseded(self, run: RunState) -> str | None:
+        """Never superseded."""
+        return None
+
+    def end_superseded(self, run: RunState, newer: str) -> None:
+        """Never called."""
+
+    def notes(self, run: RunState, plan: Plan | None, result: ReviewResult) -> list[str]:
+        """No notes beyond the run's own."""
+        return []
+
+
 @dataclass
-class LocalSink:
+class LocalSink(Unsuperseded):
     """A run in this process: progress to a callback, the final result kept for the caller."""
 
     show: Callable[[int, int, Usage], None] | None = None
@@ -149,17 +165,6 @@ class LocalSink:
         if mark != self._last:
             self._last = mark
             self.show(done, total, usage)
-
-    def superseded(self, run: RunState) -> str | None:
-        """A local run is never superseded."""
-        return None
-
-    def end_superseded(self, run: RunState, newer: str) -> None:
-        """Never called for a local run."""
-
-    def notes(self, run: RunState, plan: Plan | None, result: ReviewResult) -> list[str]:
-        """No notes beyond the run's own."""
-        return []
 
     def publish(self, run: RunState, plan: Plan | None, final: Final) -> None:
         """Keep the result for the caller."""
