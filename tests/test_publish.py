@@ -117,3 +117,18 @@ def test_the_gate_and_annotations() -> None:
 def test_open_marker_round_trip() -> None:
     assert parse_open(open_marker(["b" * 16, "a" * 16, "a" * 16])) == {"a" * 16, "b" * 16}
     assert parse_open("no marker here") == frozenset()
+
+
+def test_the_summary_stays_under_githubs_comment_limit_and_says_what_it_cut() -> None:
+    from bot.diff import Skip
+    from bot.findings import Coverage
+    from bot.report.publish import MAX_SUMMARY_CHARS, OPEN_MARKER
+
+    many = [finding(20, f"{i:016x}", path=f"pkg/mod{i}.py") for i in range(400)]
+    skipped = tuple(Skip(f"assets/generated/file_{i:05}.min.js", "minified") for i in range(1500))
+    big = dataclasses.replace(result(*many), coverage=Coverage(skipped=skipped))  # type: ignore[type-var]
+    plan = plan_publish(HEAD, big, PLAN.files, RepoConfig(max_inline_comments=0), Posted())
+    assert len(plan.summary) < MAX_SUMMARY_CHARS <= 65_536
+    assert "more lines not shown" in plan.summary
+    assert plan.summary.rstrip().endswith("-->")  # the hidden markers survive the cut
+    assert OPEN_MARKER.search(plan.summary)

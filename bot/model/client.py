@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -57,6 +58,7 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
 PENDING_STATUSES = frozenset({"queued", "running"})
 _RNG = random.Random()
+os.register_at_fork(after_in_child=_RNG.seed)  # forked workers must not retry in lockstep
 FormatMode = Literal["json_schema", "json_object", "prompt"]
 
 
