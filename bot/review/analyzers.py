@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import re
+import textwrap
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -327,21 +328,26 @@ def _parses(source: bytes) -> bool:
 def _hunk_source(hunk: Hunk, imports: Sequence[str]) -> bytes | None:
     """One hunk's new side at its real line numbers, minus leading lines cut from their block.
 
-    A hunk often starts inside a function whose ``def`` is out of view; dropping the first few
-    (context) lines until the rest parses keeps the added code analyzable.
+    A hunk often starts inside a function whose ``def`` is out of view: its lines are dedented
+    (line numbers, which is all a finding keeps, do not move), and leading lines are dropped
+    until the rest parses — a few tries at most, each parse linear in the hunk.
     """
     shown = [(ln.new_lineno, ln.text) for ln in hunk.lines if ln.new_lineno is not None]
-    for drop in range(min(len(shown), 12)):
-        rest = shown[drop:]
-        if not rest:
-            return None
-        first = rest[0][0]
+    if not shown:
+        return None
+    numbers = [n for n, _ in shown]
+    lines = textwrap.dedent("\n".join(t for _, t in shown)).split("\n")  # once per hunk
+    for drop in range(min(len(shown), _HUNK_TRIES)):
+        first = numbers[drop]
         head = list(imports[: first - 1]) if len(imports) < first else []
-        head += [""] * (first - 1 - len(head))
-        text = "\n".join([*head, *(t for _, t in rest)]) + "\n"
+        body = "\n".join(lines[drop:])
+        text = "".join(f"{h}\n" for h in head) + "\n" * (first - 1 - len(head)) + body + "\n"
         if _parses(text.encode()):
             return text.encode()
     return None
+
+
+_HUNK_TRIES = 4
 
 
 def _whole_file(file: ChangedFile, read: Callable[[str], bytes | None] | None) -> bytes | None:
