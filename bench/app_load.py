@@ -37,7 +37,7 @@ from typing import Any
 import redis
 
 from bench.common import write_result
-from tests.appstack import AppStack, pr_event
+from tests.appstack import INCOMPLETE, AppStack, pr_event
 from tests.fakes.github import installation_of
 from tests.procs import RedisServer
 
@@ -67,15 +67,17 @@ class PullSpec:
     lines: int
 
 
-def _file(path: str, rng: random.Random, lines: int) -> str:
-    body = [
+def _file(path: str, rng: random.Random, lines: int, tag: str) -> str:
+    body = [f"+# {tag}"] + [
         f"+def handler_{i}(request):" if i % 7 == 0 else f"+    value_{i} = {i}"
         for i in range(lines)
     ]
     if rng.random() < 0.5:  # a planted vulnerability the emulated model reports
         body[-1] = '+    return send_file(request.args["name"])'
     head = f"diff --git a/{path} b/{path}\nnew file mode 100644\nindex 0000000..1111111\n"
-    return head + f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{lines} @@\n" + "\n".join(body) + "\n"
+    return (
+        head + f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{len(body)} @@\n" + "\n".join(body) + "\n"
+    )
 
 
 def pulls(rng: random.Random) -> list[PullSpec]:
@@ -88,7 +90,8 @@ def pulls(rng: random.Random) -> list[PullSpec]:
         number = 1 + i // REPOS
         roll = rng.random()
         files, lines = (1, 12) if roll < 0.7 else (5, 40) if roll < 0.95 else (25, 60)
-        diff = "".join(_file(f"src/mod_{f}.py", rng, lines) for f in range(files))
+        tag = f"{repo}#{number}"  # unique content: no result reuse across pull requests
+        diff = "".join(_file(f"src/mod_{f}.py", rng, lines, tag) for f in range(files))
         head = hashlib.sha1(f"{repo}#{number}".encode()).hexdigest()
         out.append(PullSpec(installation, repo, number, head, diff, files * lines))
     return out
@@ -225,7 +228,7 @@ def github_calls(stack: AppStack, specs: list[PullSpec], duration: float) -> dic
     }
 
 
-def run(scale: float, out_name: str) -> dict[str, Any]:
+def run(scale: float, out_name: str, capacity_rate: float = CAPACITY_RATE) -> dict[str, Any]:
     """One load run; returns the figures."""
     rng = random.Random(7)
     specs = pulls(rng)
@@ -242,7 +245,7 @@ def run(scale: float, out_name: str) -> dict[str, Any]:
     stack.github.inject.latency = GITHUB_LATENCY_S
     faults = stack.model.state.inject
     faults.latency = (MODEL_LATENCY_S[0] * scale, MODEL_LATENCY_S[1] * scale)
-    faults.capacity_rate = CAPACITY_RATE
+    faults.capacity_rate = capacity_rate
     stack.start(workers=1)
     client = redis.Redis.from_url(server.url)
     sampler = Sampler(stack, client)
@@ -284,11 +287,17 @@ def run(scale: float, out_name: str) -> dict[str, Any]:
             "worker_processes": WORKERS,
             "github_latency_s": list(GITHUB_LATENCY_S),
             "model_latency_s": [MODEL_LATENCY_S[0] * scale, MODEL_LATENCY_S[1] * scale],
-            "capacity_error_rate_on_submit": CAPACITY_RATE,
+            "capacity_error_rate_on_submit": capacity_rate,
         },
         "delivered": len(sent),
         "published": published,
         "lost": len(sent) - published,
+        "published_without_the_model": sum(
+            1
+            for c in stack.github.issue_comments
+            if "secreview:summary" in c["body"] and INCOMPLETE.search(c["body"])
+        ),
+        "reviews_posted": len(stack.github.reviews),
         "duration_s": round(duration, 1),
         "throughput_reviews_per_min": round(published / duration * 60, 1) if duration else 0,
         "delivery_to_published_s": {
@@ -339,8 +348,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.1, help="model-time scale factor")
     parser.add_argument("--name", default="app_load", help="result file under bench/results/")
+    parser.add_argument("--capacity-rate", type=float, default=CAPACITY_RATE, help="3040 share")
     args = parser.parse_args()
-    figures = run(args.scale, args.name)
+    figures = run(args.scale, args.name, args.capacity_rate)
     keys = (
         "published",
         "lost",

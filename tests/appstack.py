@@ -86,7 +86,8 @@ index 0000000..2222222
 """
 # The summary must say the model part is missing when the model never answered.
 INCOMPLETE = re.compile(
-    r"(?i)incomplete|no model review|not reviewed|did not (?:answer|review)|unit[s]? failed"
+    r"(?i)review incomplete|no model review|did not (?:answer|review)"
+    r"|not reviewed by the model: *[1-9]|failed units?: *[1-9]|units? failed"
 )
 LOCK_KEYS = re.compile(rb"lock|lease", re.IGNORECASE)
 KOMBU_OWN = frozenset({b"unacked_mutex"})  # kombu's short-lived restore mutex, not ours
@@ -367,6 +368,8 @@ def github_problems(stack: AppStack, expect: Expect) -> list[str]:
             out.append(f"{planted.path}:{planted.line} posted although the model never answered")
     if not expect.model_answered and summaries and not INCOMPLETE.search(summary):
         out.append("the model never answered but the summary does not say so")
+    if expect.model_answered and (said := INCOMPLETE.search(summary)):
+        out.append(f"the model answered but the summary says {said.group(0)!r}")
     gating = any(p.finder == "analyzer" for p in expect.planted)
     if (
         checks
