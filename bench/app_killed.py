@@ -50,12 +50,15 @@ def measure(point: str, cap: float) -> dict[str, Any]:
         if hold is not None:
             hold.release()
         stack.start_worker()
+        seconds: float | None = None
         try:
-            seconds: float | None = stack.wait_published(since=start, timeout=cap, idle=cap)
+            seconds = stack.wait_published(since=start, timeout=cap, idle=cap)
             assert_invariant(stack, [Expect()])
             outcome = "published, invariant holds"
         except AssertionError as exc:
-            seconds, outcome = None, str(exc).splitlines()[0][:200]
+            lines = str(exc).split("\n--- ")[0].splitlines()  # the problems, not the logs
+            problems = [ln.removeprefix("- ") for ln in lines if ln.startswith("- ")][:3]
+            outcome = "; ".join(problems) or lines[0][:200]
     finally:
         stack.close()
         server.stop()

@@ -412,6 +412,7 @@ def process_problems(stack: AppStack) -> list[str]:
         out.append("no worker running")
     if stack.web is None or not stack.web.alive():
         out.append("the receiver exited")
+    ready: int | str
     try:
         ready = httpx.get(stack.url + "/readyz", timeout=5).status_code
     except httpx.HTTPError as exc:

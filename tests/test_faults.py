@@ -63,9 +63,11 @@ def record(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     elif report.passed:
         row["outcome"] = "published, invariant holds"
     else:
-        text = str(report.longrepr).strip().splitlines()
-        reason = next((ln for ln in text if ln.startswith("E ")), text[-1] if text else "")
-        row["outcome"] = "FAILED: " + reason.removeprefix("E").strip()[:160]
+        errors = [ln.removeprefix("E").strip() for ln in str(report.longrepr).splitlines()]
+        errors = [ln for ln in errors if ln]
+        problems = [ln for ln in errors if ln.startswith("- ") and "--" not in ln][:3]
+        reason = "; ".join(p.removeprefix("- ") for p in problems) if problems else errors[0]
+        row["outcome"] = "FAILED: " + reason.removeprefix("AssertionError: ")[:200]
     if REPORT:
         with Path(REPORT).open("a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
