@@ -240,6 +240,12 @@ class Settings:
         return tuple(dict.fromkeys((self.model, *self.model_fallbacks)))
 
     @property
+    def lease_s(self) -> int:
+        """How long a run stays held by a worker that stopped renewing (a tenth of the task
+        limit, 5 to 30 s): what a killed worker costs a review before the sweeper takes over."""
+        return max(5, min(30, self.task_time_limit_s // 10))
+
+    @property
     def task_soft_limit_s(self) -> int:
         """Seconds after which a task is asked to stop (80 % of the hard limit)."""
         return max(1, int(self.task_time_limit_s * 0.8))

@@ -71,7 +71,7 @@ class Runtime:
     store: RedisRunStore = field(init=False)
 
     def __post_init__(self) -> None:
-        self.store = RedisRunStore(self.redis)
+        self.store = RedisRunStore(self.redis, lease_s=self.settings.lease_s)
         self._pool: ModelPool | None = None
         self._pool_built = False
 

@@ -36,7 +36,7 @@ from bot.review.state import BatchState, RunState, UnitState
 log = logging.getLogger("secreview.run")
 
 MAX_POLL_S = 60.0
-PUBLISH_ATTEMPTS = 12  # then the run gives up publishing (GitHub down for about an hour)
+PUBLISH_ATTEMPTS = 40  # then the run gives up publishing (GitHub down for over half an hour)
 
 
 class SkipRun(SecreviewError):
@@ -825,7 +825,7 @@ def _publish(run: RunState, ctx: Context) -> float | None:
             run.phase, run.outcome = "done", f"publishing failed: {exc.reason}"
             return None
         retry_after = getattr(exc, "retry_after", None)
-        return float(retry_after) if retry_after else policy.backoff(run.publish_attempts + 2)
+        return float(retry_after) if retry_after else policy.backoff(run.publish_attempts)
     if plan is not None:
         _store_results(run, ctx, plan, run.final)
         _store_last(run, ctx, run.final)

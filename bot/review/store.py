@@ -158,9 +158,10 @@ return 0
 class RedisRunStore:
     """Runs in Redis: a hash per run (state and version), the plan beside it, a due index."""
 
-    def __init__(self, client: Any, ttl_s: int = RUN_TTL_S) -> None:
+    def __init__(self, client: Any, ttl_s: int = RUN_TTL_S, lease_s: int = LEASE_TTL_S) -> None:
         self.redis = client
         self.ttl = ttl_s
+        self.lease_s = lease_s
         self._save = client.register_script(_SAVE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -222,12 +223,13 @@ class RedisRunStore:
         return bool(self.redis.exists(LEASE_PREFIX + key))
 
     @contextlib.contextmanager
-    def lease(self, key: str, ttl_s: int = LEASE_TTL_S) -> Iterator[bool]:
+    def lease(self, key: str, ttl_s: int | None = None) -> Iterator[bool]:
         """Hold the run while working on it; renewed in the background, released at the end.
 
         A worker that dies stops renewing: the lease lapses after ``ttl_s`` and the sweeper hands
         the run to another worker. Yields False when another worker holds it.
         """
+        ttl_s = ttl_s or self.lease_s
         name, token = LEASE_PREFIX + key, uuid.uuid4().hex
         if not self.redis.set(name, token, nx=True, ex=ttl_s):
             yield False
