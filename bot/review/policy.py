@@ -30,8 +30,10 @@ MODEL_ATTEMPTS = 3  # tries of one unit on one model for capacity, timeouts and 
 INVALID_ATTEMPTS = 2  # answers that fail the schema, per model (DESIGN.md §7: one retry)
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 60.0
-# A breaker opens after this many capacity failures of one model within the window.
+# A breaker opens after this many capacity failures of one model within the window, when they
+# are at least half of its attempts there (a fleet sees a few 3040s at any time).
 BREAKER_THRESHOLD = 3
+BREAKER_FAILURE_SHARE = 0.5
 BREAKER_WINDOW_S = 120.0
 BREAKER_OPEN_S = 120.0  # capacity: try the model again after this long
 BREAKER_REFUSED_S = 900.0  # quota, unknown model, plan, credentials: much longer
@@ -92,7 +94,9 @@ class Breaker(Protocol):
 
     def trip(self, model: str, until: float) -> None: ...
 
-    def failure(self, model: str, now: float) -> int: ...
+    def failure(self, model: str, now: float) -> tuple[int, int]: ...
+
+    def success(self, model: str, now: float) -> None: ...
 
 
 @dataclass
@@ -101,6 +105,7 @@ class MemoryBreaker:
 
     opened: dict[str, float] = field(default_factory=dict)
     failures: dict[str, list[float]] = field(default_factory=dict)
+    successes: dict[str, list[float]] = field(default_factory=dict)
 
     def open_until(self, model: str) -> float:
         """When ``model`` may be tried again (0: it may now)."""
@@ -110,11 +115,21 @@ class MemoryBreaker:
         """Keep ``model`` out of use until ``until``."""
         self.opened[model] = max(self.opened.get(model, 0.0), until)
 
-    def failure(self, model: str, now: float) -> int:
-        """Record a capacity failure; how many there were within the window."""
-        recent = [t for t in self.failures.get(model, []) if now - t < BREAKER_WINDOW_S]
+    def failure(self, model: str, now: float) -> tuple[int, int]:
+        """Record a capacity failure; (failures, successes) within the window."""
+        failed = self._count(self.failures, model, now)
+        ok = [t for t in self.successes.get(model, []) if now - t < BREAKER_WINDOW_S]
+        return failed, len(ok)
+
+    def success(self, model: str, now: float) -> None:
+        """Record an accepted request."""
+        self._count(self.successes, model, now)
+
+    @staticmethod
+    def _count(events: dict[str, list[float]], model: str, now: float) -> int:
+        recent = [t for t in events.get(model, []) if now - t < BREAKER_WINDOW_S]
         recent.append(now)
-        self.failures[model] = recent
+        events[model] = recent
         return len(recent)
 
 
@@ -136,14 +151,23 @@ class RedisBreaker:
         ttl = max(1, int(until - time.time()) + 1)
         self.redis.set(f"{self.PREFIX}open:{model}", repr(until), ex=ttl)
 
-    def failure(self, model: str, now: float) -> int:
-        """Record a capacity failure; how many there were within the window."""
+    def failure(self, model: str, now: float) -> tuple[int, int]:
+        """Record a capacity failure; (failures, successes) within the window."""
         key = f"{self.PREFIX}fail:{model}"
         pipe = self.redis.pipeline()
         pipe.incr(key)
         pipe.expire(key, int(BREAKER_WINDOW_S), nx=True)
-        count, _ = pipe.execute()
-        return int(count)
+        pipe.get(f"{self.PREFIX}ok:{model}")
+        count, _, ok = pipe.execute()
+        return int(count), int(ok or 0)
+
+    def success(self, model: str, now: float) -> None:
+        """Record an accepted request (one INCR; the count expires with the window)."""
+        key = f"{self.PREFIX}ok:{model}"
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, int(BREAKER_WINDOW_S), nx=True)
+        pipe.execute()
 
 
 @dataclass
@@ -176,10 +200,23 @@ class Failover:
         return min(times) if times else None
 
     def capacity_failure(self, model: str) -> None:
-        """Count a capacity failure; open the breaker when they keep coming."""
+        """Count a capacity failure; open the breaker when they keep coming.
+
+        Only with somewhere else to go: with one model, opening it would only make every unit
+        wait, which each unit's own backoff already does. And only when failures are a large
+        share of the model's recent attempts, not a fleet's few.
+        """
         now = self.clock()
-        if self.breaker.failure(model, now) >= BREAKER_THRESHOLD:
+        failed, ok = self.breaker.failure(model, now)
+        if len(self.chain) < 2 or failed < BREAKER_THRESHOLD:
+            return
+        if failed >= BREAKER_FAILURE_SHARE * (failed + ok):
             self.breaker.trip(model, now + BREAKER_OPEN_S)
+
+    def accepted(self, model: str) -> None:
+        """The model took a request (counts against opening its breaker)."""
+        if len(self.chain) > 1:
+            self.breaker.success(model, self.clock())
 
     def refused(self, model: str) -> None:
         """The model refuses work (quota, plan, unknown model, credentials): open it for long."""

@@ -597,6 +597,8 @@ def _submit_chunk(
             )
         return
     now = ctx.clock()
+    if ctx.models is not None:
+        ctx.models.failover.accepted(model)
     run.requests += len(chunk)
     run.batches.append(
         BatchState(
