@@ -137,6 +137,12 @@ TOKENS: dict[str, Generator] = {
     "password": password,
     "cloudflare-token": lambda r: pick(r, URLSAFE, 40),
     "twilio-auth-token": lambda r: pick(r, HEX, 32),
+    "google-refresh-token": lambda r: "1//0" + pick(r, URLSAFE, 99),
+    "google-access-token": lambda r: "ya29.a0" + pick(r, URLSAFE, 150),
+    "facebook-token": lambda r: "EAAB" + pick(r, ALNUM, 180),
+    "twitter-bearer": lambda r: "A" * 22 + pick(r, ALNUM, 20) + "%3D" + pick(r, ALNUM, 50),
+    "tailscale-key": lambda r: "tskey-auth-" + pick(r, ALNUM, 17) + "-" + pick(r, ALNUM, 33),
+    "airtable-token": lambda r: "pat" + pick(r, ALNUM, 14) + "." + pick(r, HEX, 64),
 }  # fmt: skip
 
 
@@ -163,6 +169,17 @@ def pem_key(rng: random.Random, label: str = "RSA PRIVATE KEY", size: int = 1190
     lead = {"RSA PRIVATE KEY": "MIIEow", "EC PRIVATE KEY": "MHcCAQEE", "PRIVATE KEY": "MIIEvQ"}
     body = lead.get(label, "MIIB") + pick(rng, B64, size)
     return "\n".join([f"-----BEGIN {label}-----", *_wrap(body), f"-----END {label}-----"])
+
+
+def putty_key(rng: random.Random) -> str:
+    """A PuTTY (.ppk, version 3) ed25519 key file: public lines, private lines and the MAC."""
+    public = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + rng.randbytes(32))
+    private = base64.b64encode(b"\x00\x00\x00\x20" + rng.randbytes(32)).decode()
+    return "\n".join([
+        "PuTTY-User-Key-File-3: ssh-ed25519", "Encryption: none", "Comment: deploy@ci",
+        "Public-Lines: 2", *_wrap(public.decode()), "Private-Lines: 1", private,
+        "Private-MAC: " + pick(rng, HEX, 64),
+    ])  # fmt: skip
 
 
 def openssh_key(rng: random.Random) -> str:

@@ -66,6 +66,15 @@ TRUE = [
     ("cli-password", "curl -u admin:Qx7pLm2vZk9w https://nexus.acme.io/"),
     ("generic-secret", '<add key="db_password" value="rhXOT+CXxHEpT73*" />'),
     ("generic-secret", 'DB_PASSWORD = "Qx7pLm2vZk9wRt"'),
+    ("google-oauth-token", f'creds = {{"refresh_token": "{sv.token("google-refresh-token")}"}}'),
+    ("google-oauth-token", f"curl -H 'Authorization: Bearer {sv.token('google-access-token')}'"),
+    ("facebook-token", f"graph = GraphAPI(access_token='{sv.token('facebook-token')}')"),
+    ("twitter-bearer-token", f"X_BEARER={sv.token('twitter-bearer')}"),
+    ("tailscale-key", f"TS_AUTHKEY={sv.token('tailscale-key')}"),
+    ("airtable-token", f"Airtable(api_key='{sv.token('airtable-token')}')"),
+    ("netrc-password", "machine api.heroku.com login ops@acme.io password Qx7pLm2vZk9wRt"),
+    ("encoded-private-key",
+     "  tls.key: " + base64.b64encode(sv.pem_key(random.Random(8)).encode()).decode()),
 ]  # fmt: skip
 
 
@@ -110,6 +119,13 @@ LOOKALIKES = [
     "mysql -u root -p",
     "docker login --password-stdin",
     'dsn := "root:@tcp(127.0.0.1:3306)/app"',
+    "EAAB" + "abcdefghij" * 10,  # a Facebook-shaped run of a pattern
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "A" * 22 + "B3NzaC1yc2EAAAADAQABAAABAQC7" * 4,  # base64 of zeros, then a key: no "%"
+    "machine api.example.com login bob password $NETRC_PASSWORD",
+    "the build machine logs in with a password from the vault",
+    "  tls.crt: " + base64.b64encode(sv.pem_key(random.Random(8), "CERTIFICATE").encode()).decode(),
+    "ya29.example-token-goes-here",
 ]
 
 
@@ -148,6 +164,17 @@ def test_openssh_keys_are_not_placeholders_despite_aaaaaa() -> None:
 
 PEM_LABELS = ("RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY",
               "DSA PRIVATE KEY", "PGP PRIVATE KEY BLOCK")  # fmt: skip
+
+
+def test_putty_private_lines_are_redacted_and_public_lines_kept() -> None:
+    key = sv.putty_key(random.Random(4))
+    result = redact_text(key)
+    assert [h.kind for h in result.hits] == ["private-key"]
+    lines = key.split("\n")
+    private = lines[lines.index("Private-Lines: 1") + 1]
+    assert private not in result.text
+    assert lines[4] in result.text  # the public half is not a secret
+    assert "Private-MAC" in result.text
 
 
 @pytest.mark.parametrize("label", PEM_LABELS)

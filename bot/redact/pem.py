@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.redact.linear import compile as _rx
+from bot.redact.linear import group
 from bot.redact.values import count_placeholders, is_placeholder
 
 BodyKind = Literal["long", "short", "skip", "other"]
@@ -29,6 +30,8 @@ _RUN = _rx(r"[A-Za-z0-9+/=]{2,}")
 _WRAPPING = _rx(r"[\s\"'`+,;()|>\\]+")
 _BODY = _rx(r"[A-Za-z0-9+/]+={0,2}")
 _PLACEHOLDER = _rx(r"\[REDACTED:[a-z0-9-]+\]")
+# A PuTTY key file (.ppk): "Private-Lines: N" and then N lines of base64 key material.
+_PUTTY = _rx(r"Private-Lines:[ \t]*(?P<n>[0-9]{1,3})")
 _PEM_HEADER = _rx(r"\s*[\"'`]?(?:Proc-Type|DEK-Info|Comment|Version):")
 _MAX_LINES = 400  # an 8192-bit RSA key is about 100 lines of 64 characters
 _LONG_BODY = 16  # shorter base64 lines count only as the last line before END
@@ -132,9 +135,30 @@ def _backward(lines: list[str], i: int, end_col: int) -> KeyBlock | None:
     return block.build(i)
 
 
+def _putty(lines: list[str], i: int) -> tuple[list[KeyBlock | None], int] | None:
+    """The private lines of a PuTTY key whose "Private-Lines: N" header is line ``i``."""
+    m = _PUTTY.search(lines[i])
+    if m is None:
+        return None
+    block = _Builder(m.start())
+    last = i
+    for j in range(i + 1, min(len(lines), i + 1 + min(int(group(m, "n") or 0), _MAX_LINES))):
+        if body_kind(lines[j]) not in ("long", "short"):
+            break
+        block.add(lines, j, _body_span(lines[j]))
+        last = j
+    if not block.spans:
+        return [], i
+    block.column = min(block.spans)[1]
+    return [block.build(i + 1)], last
+
+
 def _line_blocks(lines: list[str], i: int) -> tuple[list[KeyBlock | None], int]:
     """The blocks that start (or, for an orphan END, end) on line ``i``; and the last line used."""
     line = lines[i]
+    putty = _putty(lines, i)
+    if putty is not None:
+        return putty
     begins = [m.span() for m in _BEGIN.finditer(line)]
     ends = [m.span() for m in _END.finditer(line)]
     end_starts = [s for s, _ in ends]

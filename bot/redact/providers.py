@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.redact.detector import (
     ALNUM,
+    BASE64,
     TOKEN,
     WORD,
     Check,
@@ -76,6 +77,25 @@ def check_jwt(m: Match, value: str) -> bool:
     return bool(_CLAIMS.intersection(claims)) or len(claims) >= 2
 
 
+def _check_twitter(m: Match, value: str) -> bool:
+    """An app-only bearer token: 21 "A"s, then a URL-encoded random part (it always holds "%")."""
+    return "%" in value and check_random(m, value[21:].replace("%", ""))
+
+
+def _check_netrc(m: Match, value: str) -> bool:
+    """A .netrc password: a real value, not a placeholder or an environment reference."""
+    return not value.startswith(("$", "%", "{{", "<")) and check_token(m, value)
+
+
+def _check_encoded_key(m: Match, value: str) -> bool:
+    """base64 of a PEM block whose label is a private key (certificates are public)."""
+    try:
+        head = base64.b64decode(value[:120] + "=" * (-len(value[:120]) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        return False
+    return b"PRIVATE KEY" in head.split(b"\n", 1)[0] and check_token(m, value)
+
+
 def _not_example(check: Check) -> Check:
     def checked(m: Match, value: str) -> bool:
         return check(m, value) and not is_public_example(value)
@@ -105,6 +125,10 @@ _SAAS = "use the service's API with the token's access: read and change the acco
 _INFRA = (
     "reach the infrastructure the token controls: secrets, deployments, DNS or databases, enough "
     "to take over the services running there"
+)
+_SOCIAL = (
+    "post, read messages and act as the account or page through the platform's API, and reach "
+    "its followers with whatever it posts"
 )
 _OBSERVE = (
     "read the organisation's logs, traces and dashboards (which often hold further secrets and "
@@ -155,6 +179,8 @@ PROVIDERS: tuple[Detector, ...] = (
          "from, and read whatever data those APIs expose"),
     _tok("google-oauth-secret", "Google OAuth client secret", "google",
          r"GOCSPX-[0-9A-Za-z_-]{28}", True, _CLOUD),
+    _tok("google-oauth-token", "Google OAuth token", "google",
+         r"ya29\.[0-9A-Za-z_-]{30,400}|1//0[0-9A-Za-z_-]{40,300}", True, _CLOUD, check_random),
     _tok("anthropic-key", "Anthropic API key", "sk",
          r"sk-ant-(?:api|admin|oat)[0-9]{2}-[A-Za-z0-9_-]{32,250}", True, _MODEL),
     _tok("openai-key", "OpenAI API key", "sk",
@@ -245,6 +271,26 @@ PROVIDERS: tuple[Detector, ...] = (
          edge=""),
     _tok("telegram-bot-token", "Telegram bot token", "chat",
          r"[0-9]{8,10}:A[A-Za-z0-9_-]{34}", True, _CHAT, check_random, edge=TOKEN + ":"),
+    _tok("facebook-token", "Facebook access token", "social", r"EAA[B-Z][0-9A-Za-z]{80,300}", True,
+         _SOCIAL, check_random, ALNUM),
+    _tok("twitter-bearer-token", "X (Twitter) bearer token", "social",
+         r"A{21}[0-9A-Za-z%]{60,160}", True, _SOCIAL, _check_twitter, ALNUM + "%"),
+    _tok("tailscale-key", "Tailscale key", "net",
+         r"tskey-(?:auth|api|client|webhook|scim)-[0-9A-Za-z]{8,40}-[0-9A-Za-z]{20,64}", True,
+         "join machines to the tailnet or manage it through its API: a way into the private "
+         "network", check_random),
+    _tok("airtable-token", "Airtable personal access token", "net",
+         r"pat[0-9A-Za-z]{14}\.[0-9a-f]{64}", True, _SAAS, check_random, ALNUM),
+    _tok("netrc-password", "Password in a .netrc entry", "net",
+         r"(?i:machine)[ \t]+\S+[ \t]+(?i:login)[ \t]+\S+[ \t]+(?i:password)[ \t]+"
+         r"(?P<v>[^\s\"']{6,200})", True,
+         "log in to the named host as the entry's user: curl, git and ftp read .netrc for it",
+         _check_netrc, edge=""),
+    _tok("encoded-private-key", "Private key (base64-encoded PEM)", "pkey64",
+         r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{60,999}[A-Za-z0-9+/]*={0,2}", True,
+         "decrypt traffic or sign as the key's owner: a Kubernetes Secret, Helm value or CI "
+         "variable holding a key in base64 is as exposed as the PEM file itself",
+         _check_encoded_key, BASE64),
     _tok("azure-ad-secret", "Azure AD client secret", "azure",
          r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}", True, _CLOUD, check_random,
          edge=ALNUM + "_~.-"),

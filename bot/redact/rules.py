@@ -24,7 +24,7 @@ _ANCHORS: tuple[tuple[str, str], ...] = (
     ("gitlab", r"gl(?:pat|dt|rt|ptt|soat|oas|ft|imt|cbt|ffct|agent)-|GR1348941"),
     ("slack", r"xox[abposre][.-]|xapp-|hooks\.slack\.com/"),
     ("stripe", r"[rs]k_(?:live|prod)_|whsec_"),
-    ("google", r"AIza|GOCSPX-"),
+    ("google", r"AIza|GOCSPX-|ya29\.|1//0"),
     ("sk", r"sk-"),
     ("ai", r"hf_|api_org_|gsk_|pplx-|r8_|xai-"),
     ("sendgrid", r"SG\."),
@@ -36,12 +36,15 @@ _ANCHORS: tuple[tuple[str, str], ...] = (
     ("saas", r"shp(?:at|ca|pa|ss)_|glsa_|glc_|sntry|NR(?:AK|II|JS)-|lin_api_|PMAK-|ATATT3|ntn_"
              r"|xkeysib-|sq0|EAAA|rzp_live_|key-[0-9a-f]|-us[0-9]"),
     ("chat", r"discord(?:app)?\.com/api/webhooks/|[0-9]{8}:A"),
+    ("social", r"EAA[B-Z]|A{21}[0-9A-Za-z%]"),
+    ("net", r"tskey-|pat[0-9A-Za-z]{14}\.|(?i:machine)[ \t]"),
     ("azure", r"Q~|AccountKey|SharedAccessKey|SharedSecretValue"),
     ("url", r"://"),
     ("dsn", r"@(?:tcp6?|unix)\("),
     ("pdo", r"PDO[ \t]*\(|mysqli?_?(?:connect)?[ \t]*\("),
     ("cli", r"[ \t](?:-u|--user|-p|--password=|-a)[ \t=]?"),
-    ("pkey", r"PRIVATE KEY"),
+    ("pkey", r"PRIVATE KEY|Private-Lines:"),
+    ("pkey64", r"LS0tLS1CRUdJTi"),
 )  # fmt: skip
 PREFILTER = _rx("|".join(f"({rx})" for _, rx in _ANCHORS))
 FAMILIES: tuple[str, ...] = tuple(family for family, _ in _ANCHORS)  # group i+1 → FAMILIES[i]
