@@ -143,7 +143,53 @@ TOKENS: dict[str, Generator] = {
     "twitter-bearer": lambda r: "A" * 22 + pick(r, ALNUM, 20) + "%3D" + pick(r, ALNUM, 50),
     "tailscale-key": lambda r: "tskey-auth-" + pick(r, ALNUM, 17) + "-" + pick(r, ALNUM, 33),
     "airtable-token": lambda r: "pat" + pick(r, ALNUM, 14) + "." + pick(r, HEX, 64),
+    "mapbox-token": lambda r: "sk.eyJ1Ijoi" + pick(r, ALNUM, 60) + "." + pick(r, URLSAFE, 22),
+    "dropbox-token": lambda r: "sl." + pick(r, URLSAFE, 138),
+    "dynatrace-token": lambda r: (
+        "dt0c01." + pick(r, BASE32, 24) + "." + pick(r, string.ascii_uppercase + string.digits, 64)
+    ),
+    "prefect-key": lambda r: "pnu_" + pick(r, ALNUM, 36),
+    "teams-webhook": lambda r: (
+        "https://acme.webhook.office.com/webhookb2/" + _uuid(r) + "@" + _uuid(r)
+        + "/IncomingWebhook/" + pick(r, HEX, 32) + "/" + _uuid(r)
+    ),
+    "adobe-secret": lambda r: "p8e-" + pick(r, ALNUM, 32),
+    "flutterwave-key": lambda r: "FLWSECK-" + pick(r, HEX, 32) + "-X",
+    "duffel-token": lambda r: "duffel_live_" + pick(r, URLSAFE, 43),
+    "easypost-key": lambda r: "EZAK" + pick(r, ALNUM, 54),
+    "shippo-token": lambda r: "shippo_live_" + pick(r, HEX, 40),
+    "typeform-token": lambda r: "tfp_" + pick(r, URLSAFE, 59),
+    "readme-key": lambda r: "rdme_" + pick(r, LOWER_ALNUM, 70),
+    "infracost-key": lambda r: "ico-" + pick(r, ALNUM, 32),
+    "scalingo-token": lambda r: "tk-us-" + pick(r, URLSAFE, 48),
+    "frameio-token": lambda r: "fio-u-" + pick(r, URLSAFE, 64),
+    "clojars-token": lambda r: "CLOJARS_" + pick(r, LOWER_ALNUM, 60),
+    "harness-token": lambda r: (
+        "pat." + pick(r, URLSAFE, 22) + "." + pick(r, HEX, 24) + "." + pick(r, ALNUM, 20)
+    ),
+    "cloudflare-origin-ca-key": lambda r: "v1.0-" + pick(r, HEX, 24) + "-" + pick(r, HEX, 146),
+    "okta-token": lambda r: "SSWS 00" + pick(r, URLSAFE, 40),
+    "contentful-token": lambda r: "CFPAT-" + pick(r, URLSAFE, 43),
+    "sourcegraph-token": lambda r: "sgp_" + pick(r, HEX, 16) + "_" + pick(r, HEX, 40),
+    "buildkite-token": lambda r: "bkua_" + pick(r, HEX, 40),
+    "circleci-token": lambda r: "CCIPAT_" + pick(r, ALNUM, 22) + "_" + pick(r, HEX, 40),
+    "netlify-token": lambda r: "nfp_" + pick(r, ALNUM, 36),
+    "figma-token": lambda r: "figd_" + pick(r, URLSAFE, 40),
+    "langsmith-key": lambda r: "lsv2_pt_" + pick(r, HEX, 32) + "_" + pick(r, HEX, 10),
+    "pinecone-key": lambda r: "pcsk_" + pick(r, ALNUM, 6) + "_" + pick(r, ALNUM, 64),
+    "resend-key": lambda r: "re_" + pick(r, ALNUM, 8) + "_" + pick(r, ALNUM, 24),
+    "neon-key": lambda r: "napi_" + pick(r, LOWER_ALNUM, 64),
+    "onepassword-token": lambda r: "ops_eyJzaWduSW5BZGRyZXNzIjoi" + pick(r, B64, 300),
+    "cerebras-key": lambda r: "csk-" + pick(r, LOWER_ALNUM, 48),
+    "fireworks-key": lambda r: "fw_" + pick(r, ALNUM, 24),
+    "plaid-token": lambda r: "access-production-" + _uuid(r),
+    "hubspot-token": lambda r: "pat-na1-" + _uuid(r),
 }  # fmt: skip
+
+
+def _uuid(rng: random.Random) -> str:
+    h = pick(rng, HEX, 32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def token(kind: str, seed: int = 0) -> str:

@@ -85,6 +85,36 @@ def test_true_values_are_found_and_redacted(kind: str, line: str) -> None:
     assert "[REDACTED:" in result.text
 
 
+# Prefixed formats whose kind is the generator's name: the value alone, assigned as configs do.
+PREFIXED = ("mapbox-token", "dropbox-token", "dynatrace-token", "prefect-key", "teams-webhook",
+            "adobe-secret", "flutterwave-key", "duffel-token", "easypost-key", "shippo-token",
+            "typeform-token", "readme-key", "infracost-key", "scalingo-token", "frameio-token",
+            "clojars-token", "harness-token", "cloudflare-origin-ca-key", "okta-token",
+            "contentful-token", "sourcegraph-token", "buildkite-token", "circleci-token",
+            "netlify-token", "figma-token", "langsmith-key", "pinecone-key", "resend-key",
+            "neon-key", "onepassword-token", "cerebras-key", "fireworks-key", "plaid-token",
+            "hubspot-token")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", PREFIXED)
+def test_prefixed_formats(kind: str) -> None:
+    for seed in range(3):
+        value = sv.token(kind, seed)
+        result = redact_text(f'ENDPOINT_CREDENTIAL = "{value}"  # {kind}')
+        assert [h.kind for h in result.hits] == [kind], value
+        secret = value.split(" ")[-1].split("webhookb2/")[-1]
+        assert secret not in result.text
+
+
+@pytest.mark.parametrize("kind", PREFIXED)
+def test_prefixed_formats_reject_patterned_lookalikes(kind: str) -> None:
+    value = sv.token(kind)
+    # Same prefix and length, body a repeated pattern: documentation, not a credential.
+    head = max(value.rfind(c, 0, 12) for c in "_-.") + 1
+    fake = value[:head] + ("x" * len(value))[: len(value) - head]
+    assert [h.kind for h in redact_text(f"example: {fake}").hits if h.kind == kind] == []
+
+
 def test_there_are_more_than_thirty_kinds() -> None:
     assert len({d.kind for d in rules.DETECTORS}) >= 40
 

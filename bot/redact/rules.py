@@ -37,6 +37,10 @@ _ANCHORS: tuple[tuple[str, str], ...] = (
              r"|xkeysib-|sq0|EAAA|rzp_live_|key-[0-9a-f]|-us[0-9]"),
     ("chat", r"discord(?:app)?\.com/api/webhooks/|[0-9]{8}:A"),
     ("social", r"EAA[B-Z]|A{21}[0-9A-Za-z%]"),
+    ("more", r"sk\.eyJ|sl\.[A-Za-z0-9_-]{20}|dt0c01\.|pnu_|webhook\.office\.com/|p8e-|FLWSECK"
+             r"|duffel_|EZAK|shippo_|tfp_|rdme_|ico-|tk-us-|fio-u-|CLOJARS_|pat\.|v1\.0-|SSWS"
+             r"|CFPAT-|sgp_|bkua_|CCIPAT_|nfp_|figd_|lsv2_|pcsk_|re_|napi_|ops_eyJ|csk-|fw_"
+             r"|access-(?:sandbox|development|production)-|pat-(?:na|eu)[0-9]-"),
     ("net", r"tskey-|pat[0-9A-Za-z]{14}\.|(?i:machine)[ \t]"),
     ("azure", r"Q~|AccountKey|SharedAccessKey|SharedSecretValue"),
     ("url", r"://"),
