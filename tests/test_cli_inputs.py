@@ -96,4 +96,5 @@ def test_every_bad_input_is_one_line_and_exit_2(
         assert status == 2, (argv, err)
         assert "Traceback" not in err, (argv, err)
         assert len(lines) == 1 and expected in lines[0], (argv, env, err)
+        assert err.strip() == lines[0], (argv, "only the error line", err)
     print("\n".join(report))  # pytest -s shows what each input now prints

@@ -196,10 +196,13 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         model=settings.model,
     )
 
+    # Parsed before anything is said or run: a bad diff is one line and exit 2, nothing else.
+    parsed = diffmod.parse_diff(diff_bytes)
+    del diff_bytes
+    if not parsed.files:  # an empty diff is a broken pipeline, not a clean change
+        raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
+
     def make_plan(lookup: Lookup | None, earlier: Sequence[Finding]) -> Plan:
-        parsed = diffmod.parse_diff(diff_bytes)
-        if not parsed.files:  # an empty diff is a broken pipeline, not a clean change
-            raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
         return plan_change(
             parsed.files,
             repo=repo,
