@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from bot.diff import Skip
-from bot.findings import Coverage, Finding, Rejection, ReviewResult, Stats
+from bot.findings import Coverage, Finding, Rejection, Reused, ReviewResult, Stats
 from bot.report.render import (
     comment_body,
     finding_marker,
@@ -29,6 +29,7 @@ from bot.report.render import (
     report_sarif,
     sarif_gzip_base64,
     summary_marker,
+    verdict,
 )
 from bot.report.sarif import MAX_RESULTS
 
@@ -375,8 +376,22 @@ def test_markdown_report_golden() -> None:
 
 def test_markdown_report_of_nothing_golden() -> None:
     text = report_markdown(EMPTY)
-    assert "No security findings." in text and "| # |" not in text
+    assert "Nothing was reviewed: there were no files." in text and "| # |" not in text
+    assert "No security findings" not in text  # that would claim a review that did not happen
     check_golden("report_empty.md", text)
+
+
+def test_verdict_says_no_findings_only_for_what_was_reviewed() -> None:
+    clean = ReviewResult(findings=(), coverage=Coverage(reviewed=("app.py",)))
+    assert verdict(clean) == "No security findings."
+    reused = ReviewResult(findings=(), coverage=Coverage(reused=(Reused("app.py", "abc"),)))
+    assert verdict(reused) == "No security findings."
+    skipped = ReviewResult(findings=(), coverage=Coverage(skipped=(Skip("x.png", "binary file"),)))
+    assert verdict(skipped) == "Nothing was reviewed: the one file was skipped (see Coverage)."
+    many = ReviewResult(
+        findings=(), coverage=Coverage(skipped=(Skip("a", "file deleted"), Skip("b", "vendored")))
+    )
+    assert verdict(many) == "Nothing was reviewed: all 2 files were skipped (see Coverage)."
 
 
 def test_markdown_report_content() -> None:

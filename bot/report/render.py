@@ -213,8 +213,17 @@ def verdict(result: ReviewResult) -> str:
         parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
         noun = "finding" if len(result.findings) == 1 else "findings"
         text = f"{len(result.findings)} security {noun} ({parts})."
-    else:
+    elif result.coverage.reviewed or result.coverage.reused or result.failed_units:
         text = "No security findings."
+    else:  # "no findings" would claim a review that did not happen
+        n = len(result.coverage.skipped)
+        text = "Nothing was reviewed: " + (
+            "there were no files."
+            if not n
+            else "the one file was skipped (see Coverage)."
+            if n == 1
+            else f"all {n} files were skipped (see Coverage)."
+        )
     if result.failed_units:
         n = len(result.failed_units)
         text += f" Review incomplete: {n} unit{'s' if n != 1 else ''} failed."
