@@ -93,6 +93,7 @@ class ModelError(SecreviewError):
 
     reason = "model"
     retryable: bool = False
+    attempts: int = 1  # HTTP requests this call made (a format discovery may make several)
 
     def __init__(
         self,

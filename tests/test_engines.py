@@ -85,6 +85,7 @@ def test_falls_back_to_json_object_with_schema_and_remembers(lcp: tuple[EngineAp
     assert sent["schema"] == prompts.response_format()["json_schema"]["schema"]
     assert sleeps == []  # a refused format is not a passing fault: no backoff, no retry
     assert llm.accepted_format(base) == "json_object"
+    assert first.attempts == 2  # the refused json_schema request and the answered one
     # A new client (a new review, a verify pass) for the same server goes straight there.
     client(base, sleeps).run(request("unit-2"), affinity="")
     assert engine.state.formats()[-1] == "json_object" and len(engine.state.requests) == 3
@@ -104,6 +105,7 @@ def test_prompt_alone_when_no_response_format_is_taken(lcp: tuple[EngineApp, str
     assert result.error is None
     assert engine.state.formats() == ["json_schema", "json_object", None]
     assert llm.accepted_format(base) == "prompt"
+    assert result.attempts == 3
 
 
 def test_deterministic_errors_are_not_retried(lcp: tuple[EngineApp, str]) -> None:
@@ -233,3 +235,5 @@ def test_cli_review_through_each_engine(
     assert {f["cwe"] for f in report["findings"] if f["source"] == "model"} >= {"CWE-89"}
     assert report["stats"]["prompt_tokens"] > 0
     assert all(s == 200 for s in engine.state.statuses[1:])
+    # Every request the server saw is counted: a refused response_format included.
+    assert report["stats"]["requests"] == len(engine.state.statuses)

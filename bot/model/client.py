@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -467,6 +468,7 @@ class OpenAICompatibleClient(_HTTPBackend):
     def run(self, request: ModelRequest, *, affinity: str) -> ModelResult:
         """One chat completion, in the ``response_format`` shape this server accepts."""
         mode = accepted_format(self.base_url) or "json_schema"
+        attempts = 1
         while True:
             fmt = format_variant(self.response_format, mode) or {}
             body = {"model": self.model, **request_body(request, fmt)}
@@ -477,16 +479,20 @@ class OpenAICompatibleClient(_HTTPBackend):
             except ModelError as exc:
                 fallback = _next_mode(mode) if self.response_format else None
                 if fallback is None or not format_rejected(exc):
+                    exc.attempts = attempts  # stats count every request the server saw
                     raise
                 log.info("%s refused response_format %s; trying %s", self.base_url, mode, fallback)
                 mode = fallback
+                attempts += 1
                 continue
             if self.response_format:
                 self._remember(mode)
             # Some gateways wrap the completion in a Cloudflare envelope.
             completion = data.get("result") if "choices" not in data else data
             content, usage = parse_completion(completion)
-            return _result(request.external_reference, content, usage)
+            return dataclasses.replace(
+                _result(request.external_reference, content, usage), attempts=attempts
+            )
 
     def _remember(self, mode: FormatMode) -> None:
         with _ACCEPTED_LOCK:

@@ -49,6 +49,7 @@ class ModelResult:
     content: str | None
     usage: Usage = Usage()
     error: str | None = None
+    attempts: int = 1  # HTTP requests behind it (a refused response_format is one more)
 
 
 @dataclass(frozen=True, slots=True)

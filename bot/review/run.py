@@ -628,11 +628,11 @@ def _run_one(
     try:
         result = backend.run(request, affinity=plan.affinity)
     except ModelError as exc:
-        run.requests += 1
+        run.requests += exc.attempts
         _attempt_failed(run, ctx, ref, f"{exc.reason}: {exc}", policy.classify_error(exc))
         ctx.checkpoint(run)
         return
-    run.requests += 1
+    run.requests += result.attempts
     run.spend(model, result.usage)
     _answer(run, ctx, ref, result)
     ctx.checkpoint(run)
@@ -685,11 +685,12 @@ def _verify_submit(
             return ctx.first_poll_s
         for request in requests:
             result = verifier.run(request, affinity=plan.affinity)
-            run.requests += 1
+            run.requests += result.attempts
             run.spend(verifier.model, result.usage)
             _add_usage(state.usage, result.usage)
             state.answers[request.external_reference] = result.content
     except ModelError as exc:
+        run.requests += exc.attempts
         state.attempts += 1
         if exc.retryable and state.attempts < policy.MODEL_ATTEMPTS:
             return policy.backoff(state.attempts)
