@@ -335,7 +335,7 @@ PROVIDERS: tuple[Detector, ...] = (
          _SAAS, check_random),
     _tok("neon-key", "Neon API key", "more", r"napi_[a-z0-9]{64}", True, _INFRA, check_random),
     _tok("onepassword-token", "1Password service account token", "more",
-         r"ops_eyJ[A-Za-z0-9+/=_-]{100,999}", True,
+         r"ops_eyJ[A-Za-z0-9+/=_-]{100}[A-Za-z0-9+/=_-]*", True,
          "read every vault item the service account can reach: the organisation's other "
          "credentials", check_random),
     _tok("cerebras-key", "Cerebras API key", "more", r"csk-[a-z0-9]{48}", True, _MODEL,
