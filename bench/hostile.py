@@ -244,6 +244,43 @@ def _case_deep_tree(kind: str, n: int, tmp: Path) -> Callable[[], object]:
     return lambda: sum(1 for _ in walk.walk_tree(tmp / "tree"))
 
 
+def _case_fence_gap(kind: str, n: int, tmp: Path) -> Callable[[], object]:
+    """A new file of lines holding "<", a long run of whitespace and a word (each line under the
+    line-length cap): what the fence-tag pattern must get past without rescanning the gap."""
+    from bot.review.plan import plan_diff
+    from bot.review.prompts import RepoContext
+
+    width = 9_000
+    lead = "<" if kind == "hostile" else "a"
+    lines = [lead + " " * (width - 2) + "x"] * max(1, n // width)
+    head = "diff --git a/app/gap.txt b/app/gap.txt\nnew file mode 100644\n--- /dev/null\n"
+    diff = (
+        head
+        + f"+++ b/app/gap.txt\n@@ -0,0 +1,{len(lines)} @@\n"
+        + "".join(f"+{line}\n" for line in lines)
+    )
+    return lambda: plan_diff(diff, repo=RepoContext(repo="octo/app"))
+
+
+def _case_report_markup(kind: str, n: int, tmp: Path) -> Callable[[], object]:
+    """Model prose (which can echo PR text) of backtick runs and unclosed HTML comments, rendered
+    as the Markdown report and the PR comment."""
+    from bot.findings import Finding, ReviewResult
+    from bot.report.render import comment_body, report_markdown
+
+    if kind == "hostile":
+        text = "`" * (n // 2) + "a" + "<!--" * (n // 8)
+    else:
+        text = "plain words " * (n // 12)
+    finding = Finding(
+        path="app.py", line=1, severity="high", cwe="CWE-89", title="SQL injection",
+        description=text, exploit_scenario=text, recommendation="Bind parameters.",
+        confidence=0.9, evidence="q = f'{x}'", fingerprint="a1b2c3d4e5f60718",
+    )  # fmt: skip
+    result = ReviewResult(findings=(finding,))
+    return lambda: (report_markdown(result), comment_body(finding))
+
+
 # name: (builder, n, unit of n)
 CASES: dict[str, tuple[Callable[[str, int, Path], Callable[[], object]], int, str]] = {
     "pr_body_injection": (_case_pr_body_injection, 60_000, "bytes of PR body"),
@@ -255,6 +292,8 @@ CASES: dict[str, tuple[Callable[[str, int, Path], Callable[[], object]], int, st
     "tarball_members": (_case_tarball, 10_000, "archive members"),
     "tar_gzip_bomb": (_case_tar_bomb, 256, "MB of one member"),
     "deep_tree": (_case_deep_tree, 400, "directories, each with a .gitignore"),
+    "diff_fence_gap": (_case_fence_gap, 90_000, "bytes of diff lines"),
+    "report_markup": (_case_report_markup, 60_000, "characters of model prose"),
 }
 
 

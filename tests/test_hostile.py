@@ -4,6 +4,7 @@ refuse aliases, archives and trees stop at their caps, and each cap that bites i
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -352,3 +353,71 @@ def test_scan_wording_speaks_of_code() -> None:
     (scan,) = injection.in_files([file], scan=True)
     assert "this change" in review.description.lower()
     assert "change" not in scan.description.lower() + scan.recommendation.lower()
+
+
+# --- markup in model prose and fences: one pass, whatever the text -------------------------------
+
+_OLD_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)  # what drop_html_comments replaced
+
+
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [
+        ("use `eval` here", [(4, 10)]),
+        ("``a ` b``", [(0, 9)]),  # a run of 2 closes only at the next run of exactly 2
+        ("```a `b`", [(5, 8)]),  # an opener without a closer is literal; later spans still count
+        ("`a", []),
+        ("\\`<img src=x>`", []),  # an escaped backtick opens nothing: what follows is prose
+        ("\\\\`a`", [(2, 5)]),  # an escaped backslash does not escape the backtick
+    ],
+)
+def test_code_spans_follow_markdown(text: str, spans: list[tuple[int, int]]) -> None:
+    from bot.report.render import code_spans
+
+    assert code_spans(text) == spans
+
+
+def test_dropping_comments_matches_the_lazy_pattern() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from bot.report.render import drop_html_comments
+
+    pieces = st.sampled_from(["<!--", "-->", "-", "<", "!", "a", " ", "\n", "<!-->"])
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(pieces, max_size=16).map("".join))
+    def check(text: str) -> None:
+        assert drop_html_comments(text) == _OLD_COMMENT.sub("", text)
+
+    check()
+
+
+def test_hostile_markup_in_model_prose_renders() -> None:
+    """Backtick runs and unclosed comments that made the old patterns rescan to the end from
+    every position (minutes at this size) render, escaped, in one pass."""
+    from bot.findings import Finding, ReviewResult
+    from bot.report.render import comment_body, report_markdown
+
+    text = "`" * 200_000 + "a <b>" + "<!--" * 50_000
+    finding = Finding(
+        path="app.py", line=1, severity="high", cwe="CWE-89", title=text[:300],
+        description=text, exploit_scenario="x", recommendation="y", confidence=0.9,
+        evidence="q", fingerprint="a1b2c3d4e5f60718",
+    )  # fmt: skip
+    body = comment_body(finding)
+    assert "<b>" not in body and "&lt;b>" in body  # prose outside a code span is escaped
+    assert (
+        "<!--" not in report_markdown(ReviewResult(findings=(finding,))).split("<!-- secreview")[0]
+    )
+
+
+def test_a_long_gap_after_a_lone_angle_bracket_is_one_pass() -> None:
+    """ "<" then whitespace up to the line cap, on every line of a file: the fence-tag pattern
+    used to try every split of the gap between its two whitespace runs (seconds per line)."""
+    from bot.review.prompts import neutralise
+
+    line = "<" + " " * 9_000 + "x"
+    assert neutralise("\n".join([line] * 20)) == "\n".join([line] * 20)
+    assert neutralise("< \u200b / untrusted-data>") == "‹ \u200b / untrusted-data>"
+    assert neutralise("</ untrusted-data>") == "‹/ untrusted-data>"

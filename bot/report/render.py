@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -24,8 +25,6 @@ __all__ = [
     "summary_marker",
 ]
 
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 _MARKER_OPEN = re.compile(r"<!--", re.I)
 _MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9])")
 _BACKTICKS = re.compile(r"`+")
@@ -95,14 +94,58 @@ def _prose(text: str) -> str:
     anyone; inside code spans (shown literally) a stray ``<!--`` is broken with a zero-width
     space instead.
     """
-    text = _HTML_COMMENT.sub("", text)
+    text = drop_html_comments(text)
     out, pos = [], 0
-    for span in _CODE_SPAN.finditer(text):
-        out.append(_escape_plain(text[pos : span.start()]))
-        out.append(_defuse(span.group(0)))
-        pos = span.end()
+    for start, end in code_spans(text):
+        out.append(_escape_plain(text[pos:start]))
+        out.append(_defuse(text[start:end]))
+        pos = end
     out.append(_escape_plain(text[pos:]))
     return "".join(out).strip()
+
+
+def drop_html_comments(text: str) -> str:
+    """``text`` without its ``<!-- … -->`` comments, in one pass (a regex's lazy ``.*?`` would
+    rescan to the end from every unclosed ``<!--``: quadratic on hostile text)."""
+    out, pos = [], 0
+    while (start := text.find("<!--", pos)) >= 0:
+        end = text.find("-->", start + 4)
+        if end < 0:
+            break  # no comment closes after here, so none of the later openers does either
+        out.append(text[pos:start])
+        pos = end + 3
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _escaped(text: str, index: int) -> bool:
+    """Whether ``text[index]`` follows an odd number of backslashes (Markdown's escape)."""
+    before = text[max(0, index - 64) : index]
+    slashes = len(before) - len(before.rstrip("\\"))
+    return slashes % 2 == 1
+
+
+def code_spans(text: str) -> list[tuple[int, int]]:
+    """Where GitHub Markdown's inline code spans are: a run of N backticks opens one and the next
+    run of exactly N closes it; an opener with no closer, or escaped by a backslash, is literal
+    (so what follows it is escaped as prose: the safe side). Linear in ``text``."""
+    runs = [m.span() for m in _BACKTICKS.finditer(text)]
+    later: dict[int, collections.deque[int]] = collections.defaultdict(collections.deque)
+    for index, (start, end) in enumerate(runs):
+        later[end - start].append(index)
+    spans, i = [], 0
+    while i < len(runs):
+        start, end = runs[i]
+        closers = later[end - start]
+        while closers and closers[0] <= i:
+            closers.popleft()
+        if closers and not _escaped(text, start):
+            j = closers.popleft()
+            spans.append((start, runs[j][1]))
+            i = j + 1
+        else:
+            i += 1
+    return spans
 
 
 def _escape_plain(text: str) -> str:

@@ -38,7 +38,11 @@ UNIT_HEADING = "## This chunk"
 # Any "<" that starts something resembling one of our structural tags (with optional whitespace,
 # zero-width characters and "/") becomes "‹", so data can neither close a fence nor open one.
 _GAP = r"[\s\u200b-\u200d\u2060\ufeff]*"
-_MARKER_RE = re.compile(rf"<(?={_GAP}/?{_GAP}(?:{FENCE_TAG}|{INSTRUCTIONS_TAG}))", re.IGNORECASE)
+# One gap, then optionally "/" and a second gap: never two adjacent gaps that could split the
+# same whitespace between them (quadratic backtracking on "<" followed by a long gap).
+_MARKER_RE = re.compile(
+    rf"<(?={_GAP}(?:/{_GAP})?(?:{FENCE_TAG}|{INSTRUCTIONS_TAG}))", re.IGNORECASE
+)
 _LABEL_RE = re.compile(r"[a-z][a-z0-9-]{0,40}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Cyrillic and Greek letters that read as the hex letters of a fence id.
