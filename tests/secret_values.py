@@ -184,6 +184,24 @@ TOKENS: dict[str, Generator] = {
     "fireworks-key": lambda r: "fw_" + pick(r, ALNUM, 24),
     "plaid-token": lambda r: "access-production-" + _uuid(r),
     "hubspot-token": lambda r: "pat-na1-" + _uuid(r),
+    "azure-sas-url": lambda r: (
+        "https://acme.blob.core.windows.net/backups?sv=2022-11-02&ss=b&srt=sco&sp=rwdlac"
+        "&se=2027-01-01T00:00:00Z&spr=https&sig="
+        + base64.b64encode(r.randbytes(32)).decode().replace("+", "%2B").replace("/", "%2F")
+        .replace("=", "%3D")
+    ),
+    "braintree-token": lambda r: (
+        "access_token$production$" + pick(r, LOWER_ALNUM, 16) + "$" + pick(r, HEX, 32)
+    ),
+    "firebase-fcm-key": lambda r: "AAAA" + pick(r, URLSAFE, 7) + ":APA91b" + pick(r, URLSAFE, 134),
+    "jfrog-token": lambda r: "AKCp" + pick(r, ALNUM, 69),
+    "bitbucket-app-password": lambda r: "ATBB" + pick(r, ALNUM, 32),
+    "notion-legacy-token": lambda r: "secret_" + pick(r, ALNUM, 43),
+    "crates-io-token": lambda r: "cio" + pick(r, ALNUM, 32),
+    "discord-bot-token": lambda r: (
+        base64.b64encode(str(r.randrange(10**17, 10**18)).encode()).decode().rstrip("=")
+        + "." + pick(r, URLSAFE, 6) + "." + pick(r, URLSAFE, 38)
+    ),
 }  # fmt: skip
 
 

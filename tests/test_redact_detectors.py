@@ -73,6 +73,8 @@ TRUE = [
     ("tailscale-key", f"TS_AUTHKEY={sv.token('tailscale-key')}"),
     ("airtable-token", f"Airtable(api_key='{sv.token('airtable-token')}')"),
     ("netrc-password", "machine api.heroku.com login ops@acme.io password Qx7pLm2vZk9wRt"),
+    ("azure-sas-token", f"BACKUP_URL={sv.token('azure-sas-url')}"),
+    ("notion-token", f"notion = Client(auth='{sv.token('notion-legacy-token')}')"),
     ("encoded-private-key",
      "  tls.key: " + base64.b64encode(sv.pem_key(random.Random(8)).encode()).decode()),
 ]  # fmt: skip
@@ -93,7 +95,8 @@ PREFIXED = ("mapbox-token", "dropbox-token", "dynatrace-token", "prefect-key", "
             "contentful-token", "sourcegraph-token", "buildkite-token", "circleci-token",
             "netlify-token", "figma-token", "langsmith-key", "pinecone-key", "resend-key",
             "neon-key", "onepassword-token", "cerebras-key", "fireworks-key", "plaid-token",
-            "hubspot-token")  # fmt: skip
+            "hubspot-token", "braintree-token", "firebase-fcm-key", "jfrog-token",
+            "bitbucket-app-password", "crates-io-token", "discord-bot-token")  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", PREFIXED)
@@ -156,6 +159,9 @@ LOOKALIKES = [
     "the build machine logs in with a password from the vault",
     "  tls.crt: " + base64.b64encode(sv.pem_key(random.Random(8), "CERTIFICATE").encode()).decode(),
     "ya29.example-token-goes-here",
+    "https://acme.blob.core.windows.net/c?sv=2022-11-02&sig=REPLACE_WITH_YOUR_SIGNATURE_HERE_PLEASE",
+    "secret_key_base = Rails.application.credentials.secret_key_base_for_production_server",
+    "MTIzNDU2Nzg5MDEyMzQ1Njc4.abcdef.not-a-token-just-a-long-identifier-name",  # id, then prose
 ]
 
 

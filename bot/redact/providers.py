@@ -96,6 +96,22 @@ def _check_encoded_key(m: Match, value: str) -> bool:
     return b"PRIVATE KEY" in head.split(b"\n", 1)[0] and check_token(m, value)
 
 
+def _check_sas(m: Match, value: str) -> bool:
+    """A SAS signature: base64 of an HMAC-SHA256 (32 bytes), usually URL-encoded."""
+    raw = value.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+    return len(raw.rstrip("=")) >= 40 and check_random(m, raw)
+
+
+def _check_discord(m: Match, value: str) -> bool:
+    """A bot token: the base64 of the bot's numeric id, a timestamp and an HMAC."""
+    head = value.split(".", 1)[0]
+    try:
+        ident = base64.b64decode(head + "=" * (-len(head) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return ident.isdigit() and 17 <= len(ident) <= 20 and check_random(m, value)
+
+
 def _not_example(check: Check) -> Check:
     def checked(m: Match, value: str) -> bool:
         return check(m, value) and not is_public_example(value)
@@ -348,6 +364,28 @@ PROVIDERS: tuple[Detector, ...] = (
     _tok("hubspot-token", "HubSpot private app token", "more",
          r"pat-(?:na|eu)[0-9]-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
          True, _SAAS, check_random),
+    _tok("azure-sas-token", "Azure shared access signature", "more2",
+         r"[?&]sv=[0-9]{4}-[0-9]{2}-[0-9]{2}&[^\s\"'<>]*?[?&]sig=(?P<v>[A-Za-z0-9%+/=]{30}[A-Za-z0-9%+/=]*)",
+         True, _CLOUD, _check_sas, edge=""),
+    _tok("azure-sas-token", "Azure shared access signature", "more2",
+         r"[?&]sig=(?P<v>[A-Za-z0-9%+/]{40}[A-Za-z0-9%+/]*=?=?)[^\s\"'<>]*?[?&]sv=[0-9]{4}-",
+         True, _CLOUD, _check_sas, edge=""),
+    _tok("braintree-token", "Braintree access token", "more2",
+         r"access_token\$production\$[0-9a-z]{16}\$[0-9a-f]{32}", True, _PAY, check_random),
+    _tok("firebase-fcm-key", "Firebase Cloud Messaging server key", "more2",
+         r"AAAA[A-Za-z0-9_-]{7}:APA91[A-Za-z0-9_-]{130,140}", True,
+         "send push notifications to every installation of the organisation's apps", check_random),
+    _tok("jfrog-token", "JFrog Artifactory token", "more2",
+         r"AKCp[A-Za-z0-9]{69}|cmVmdGtuOjAxOj[A-Za-z0-9]{50,80}", True, _PACKAGE, check_random),
+    _tok("bitbucket-app-password", "Bitbucket app password", "more2",
+         r"ATBB[A-Za-z0-9_=.-]{32}", True, _FORGE, check_random),
+    _tok("notion-token", "Notion integration token", "more2", r"secret_[A-Za-z0-9]{43}", True,
+         _SAAS, check_random, WORD),
+    _tok("crates-io-token", "crates.io API token", "more2", r"cio[A-Za-z0-9]{32}", True,
+         _PACKAGE, check_random, ALNUM),
+    _tok("discord-bot-token", "Discord bot token", "more2",
+         r"[MNO][A-Za-z0-9]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}", True, _CHAT,
+         _check_discord, TOKEN + "."),
     _tok("tailscale-key", "Tailscale key", "net",
          r"tskey-(?:auth|api|client|webhook|scim)-[0-9A-Za-z]{8,40}-[0-9A-Za-z]{20,64}", True,
          "join machines to the tailnet or manage it through its API: a way into the private "

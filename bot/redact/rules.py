@@ -41,6 +41,8 @@ _ANCHORS: tuple[tuple[str, str], ...] = (
              r"|duffel_|EZAK|shippo_|tfp_|rdme_|ico-|tk-us-|fio-u-|CLOJARS_|pat\.|v1\.0-|SSWS"
              r"|CFPAT-|sgp_|bkua_|CCIPAT_|nfp_|figd_|lsv2_|pcsk_|re_|napi_|ops_eyJ|csk-|fw_"
              r"|access-(?:sandbox|development|production)-|pat-(?:na|eu)[0-9]-"),
+    ("more2", r"[?&]sig=|access_token\$production\$|AAAA[A-Za-z0-9_-]{7}:APA91|AKCp|cmVmdGtu"
+              r"|ATBB|secret_[A-Za-z0-9]{10}|cio[A-Za-z0-9]{10}|[MNO][A-Za-z0-9]{23,25}\.[A-Za-z0-9_-]{6}\."),
     ("net", r"tskey-|pat[0-9A-Za-z]{14}\.|(?i:machine)[ \t]"),
     ("azure", r"Q~|AccountKey|SharedAccessKey|SharedSecretValue"),
     ("url", r"://"),
