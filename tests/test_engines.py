@@ -106,6 +106,13 @@ def test_prompt_alone_when_no_response_format_is_taken(lcp: tuple[EngineApp, str
     assert engine.state.formats() == ["json_schema", "json_object", None]
     assert llm.accepted_format(base) == "prompt"
     assert result.attempts == 3
+    # With no response_format the schema rides at the end of the last message, after the
+    # stable prefix; the system message is untouched.
+    sent = engine.state.requests[-1]["messages"]
+    assert sent[0]["content"] == SYSTEM
+    assert sent[-1]["content"].startswith("review this")
+    assert '"findings"' in sent[-1]["content"] and "JSON Schema" in sent[-1]["content"]
+    assert '"findings"' not in engine.state.requests[0]["messages"][-1]["content"]
 
 
 def test_deterministic_errors_are_not_retried(lcp: tuple[EngineApp, str]) -> None:

@@ -398,8 +398,8 @@ def format_variant(
     response_format: Mapping[str, Any], mode: FormatMode
 ) -> Mapping[str, Any] | None:
     """``response_format`` as ``mode`` asks: as given (json_schema), as ``json_object`` with
-    the schema beside it (llama-cpp-python, Anyscale style), or nothing (the prompt alone
-    carries the schema)."""
+    the schema beside it (llama-cpp-python, Anyscale style), or nothing (``schema_in_prompt``
+    then puts the schema at the end of the request's last message)."""
     if not response_format or mode == "prompt":
         return None
     if mode == "json_schema" or response_format.get("type") != "json_schema":
@@ -407,6 +407,23 @@ def format_variant(
     spec = response_format.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, Mapping) else None
     return {"type": "json_object", **({"schema": schema} if isinstance(schema, Mapping) else {})}
+
+
+def schema_in_prompt(request: ModelRequest, response_format: Mapping[str, Any]) -> ModelRequest:
+    """``request`` for a server that takes no ``response_format``: the schema goes at the end
+    of the last message (after all a prefix cache could serve), so the answer keeps its shape."""
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, Mapping) else response_format.get("schema")
+    if not isinstance(schema, Mapping) or not request.messages:
+        return request
+    text = json.dumps(schema, indent=1, sort_keys=True, ensure_ascii=False)
+    *head, last = request.messages
+    tail = {
+        **last,
+        "content": f"{last.get('content', '')}\n\nAnswer with one JSON object that matches this "
+        f"JSON Schema, and nothing else:\n```json\n{text}\n```",
+    }
+    return dataclasses.replace(request, messages=(*head, tail))
 
 
 def format_rejected(exc: ModelError) -> bool:
@@ -471,7 +488,12 @@ class OpenAICompatibleClient(_HTTPBackend):
         attempts = 1
         while True:
             fmt = format_variant(self.response_format, mode) or {}
-            body = {"model": self.model, **request_body(request, fmt)}
+            sent = (
+                request
+                if fmt or not self.response_format
+                else schema_in_prompt(request, self.response_format)
+            )
+            body = {"model": self.model, **request_body(sent, fmt)}
             try:
                 data = self._post(
                     self.url, body, affinity, references=(request.external_reference,)
