@@ -92,7 +92,7 @@ def review(base: str, timeout: float, log_path: Path) -> int:
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "review", "--diff", str(DIFF), "--repo", str(SHOP),
-         "--format", "json", "--fail-on", "none"],
+         "--format", "json", "--fail-on", "none", "--no-cache"],  # every run asks the engine
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     elapsed = time.monotonic() - started
@@ -120,7 +120,10 @@ def review(base: str, timeout: float, log_path: Path) -> int:
         "reviewed": report["coverage"]["reviewed"],
     }  # fmt: skip
     print("report: " + json.dumps(summary, indent=2))
-    return 0 if report["model"] and not report["failed_units"] else 1
+    answered = bool(requests) and report["stats"]["requests"] == len(requests)
+    if not answered:
+        print("the engine was not asked (or the report miscounts what it was asked)")
+    return 0 if answered and report["model"] and not report["failed_units"] else 1
 
 
 if __name__ == "__main__":
