@@ -88,6 +88,12 @@ CONNECTIONS: tuple[Detector, ...] = (
         False, _LOGIN, _check_password,
     ),
     Detector(
+        "cli-password", "password on a command line", "cli",
+        _rx(rf"sshpass[ \t]+-p[ \t]*(?:'(?P<sq>[^'\n]+)'|\"(?P<dq>[^\"\n]+)\""
+            rf"|(?P<v>[^\s{_Q}-][^\s{_Q}]*))"),
+        False, _LOGIN, _check_password,
+    ),
+    Detector(
         "azure-storage-key", "Azure storage or Service Bus key", "azure",
         _rx(r"(?:AccountKey|SharedAccessKey|SharedSecretValue)[ \t]*=[ \t]*"
             rf"(?P<v>[{BASE64}]{{20,100}}={{0,2}})"),

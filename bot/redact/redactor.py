@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from bot.diff import ChangedFile, DiffLine, Hunk
 from bot.findings import Finding
 from bot.redact import rules
-from bot.redact.detector import Detector
+from bot.redact.detector import Detector, value_span
+from bot.redact.linear import compile as _rx
+from bot.redact.linear import group, has, span
 from bot.redact.pem import find_key_blocks
 from bot.redact.report import evidence as _evidence
 from bot.redact.report import finding as _finding
 from bot.redact.rules import PRIVATE_KEY
-from bot.redact.values import count_placeholders, placeholder, placeholder_spans
+from bot.redact.values import count_placeholders, placeholder, placeholder_spans, plausible_secret
 
 __all__ = [
     "KINDS",
@@ -111,6 +113,56 @@ def _key_hits(lines: list[str], candidates: list[int], spans: dict[int, list[Spa
     return hits
 
 
+# --- a name on one line, its value on the next ----------------------------------------------------
+
+# Kubernetes and compose env entries ("- name: DB_PASSWORD" then "value: ..."), and YAML block
+# scalars ("password: |" then the value, indented, on the next line).
+_ENV_NAME = _rx(r"""^[ \t]*-?[ \t]*name[ \t]*:[ \t]*["']?(?P<name>[\w.-]{1,80})["']?[ \t]*$""")
+_ENV_VALUE = _rx(
+    r"""^[ \t]*value[ \t]*:[ \t]*"""
+    r"""(?:"(?P<dq>[^"]{6,})"|'(?P<sq>[^']{6,})'|(?P<b>[^\s"'#|>][^\s#]*))[ \t]*$"""
+)
+_BLOCK_NAME = _rx(
+    r"""^[ \t]*-?[ \t]*["']?(?P<name>[\w.-]{1,80})["']?[ \t]*:[ \t]*[|>][-+]?[ \t]*$"""
+)
+_BLOCK_VALUE = _rx(r"^[ \t]+(?P<b>\S+)[ \t]*$")
+_NEXT_LINE_MAX = 400
+GENERIC = "generic-secret"
+
+
+def _next_line_hits(
+    lines: list[str], candidates: list[int], spans: dict[int, list[Span]]
+) -> list[Found]:
+    """Secrets whose secret-like name is on a keyword line and whose value is the next line."""
+    hits: list[Found] = []
+    for i in candidates:
+        if i + 1 >= len(lines) or len(lines[i]) > _NEXT_LINE_MAX:
+            continue
+        line, after = lines[i], lines[i + 1]
+        named = _ENV_NAME.match(line)
+        valued = _ENV_VALUE.match(after) if named else None
+        if named is None:
+            named = _BLOCK_NAME.match(line)
+            valued = _BLOCK_VALUE.match(after) if named else None
+        if named is None or valued is None or len(after) > _NEXT_LINE_MAX:
+            continue
+        if not rules.secret_like(group(named, "name") or ""):
+            continue
+        start, end = value_span(valued)
+        value = after[start:end]
+        if not plausible_secret(value, bare=has(valued, "b") and span(valued, "b")[0] >= 0):
+            continue
+        if value.startswith(("$", "%", "{{", "<")):
+            continue  # an interpolation: the value is elsewhere
+        spans.setdefault(i + 1, []).append((start, end, GENERIC))
+        hit = SecretHit(
+            GENERIC, i + 2, start, placeholder(GENERIC), _digest(value),
+            allowed=_allowed(lines, i + 1),
+        )  # fmt: skip
+        hits.append((hit, value))
+    return hits
+
+
 # --- one-line detectors -------------------------------------------------------------------------
 
 
@@ -164,8 +216,8 @@ def _candidates(text: str, *, keywords: bool = True) -> dict[str, list[int]]:
     over the UTF-8 bytes: only line numbers are needed, and bytes keep a newline a newline)."""
     data = text.encode("utf-8", "surrogatepass")
     found: dict[str, set[int]] = {}
-    for line, group in rules.PREFILTER.lines(data):
-        found.setdefault(rules.FAMILIES[group - 1], set()).add(line)
+    for line, index in rules.PREFILTER.lines(data):
+        found.setdefault(rules.FAMILIES[index - 1], set()).add(line)
     keyword_lines = [line for line, _ in rules.KEYWORDS.lines(data, once=True)] if keywords else []
     if keyword_lines:
         found["kw"] = set(keyword_lines)
@@ -220,6 +272,7 @@ def detect(text: str) -> tuple[list[str], dict[int, list[Span]], list[Found]]:
         return lines, {}, []
     spans: dict[int, list[Span]] = {}
     found = _key_hits(lines, candidates.get("pkey", []), spans)
+    found += _next_line_hits(lines, candidates.get("kw", []), spans)
     taken = {
         i: _Taken([(s, e) for s, e, _ in sp] + placeholder_spans(lines[i]))
         for i, sp in spans.items()

@@ -49,6 +49,7 @@ _ANCHORS: tuple[tuple[str, str], ...] = (
     ("dsn", r"@(?:tcp6?|unix)\("),
     ("pdo", r"PDO[ \t]*\(|mysqli?_?(?:connect)?[ \t]*\("),
     ("cli", r"[ \t](?:-u|--user|-p|--password=|-a)[ \t=]?"),
+    ("pscred", r"(?i:ConvertTo-SecureString)"),
     ("pkey", r"PRIVATE KEY|Private-Lines:"),
     ("pkey64", r"LS0tLS1CRUdJTi"),
 )  # fmt: skip
@@ -250,6 +251,13 @@ NAMED: tuple[Detector, ...] = (
 )  # fmt: skip
 
 
+def _check_literal(m: Match, value: str) -> bool:
+    """A literal that the call itself marks as a secret: real unless a variable or placeholder."""
+    if value.startswith(("$", "%", "{{", "<", "@(")):
+        return False  # PowerShell or template interpolation: the value comes from elsewhere
+    return len(value) <= _MAX_VALUE and plausible_secret(value, bare=False)
+
+
 def _check_pair(m: Match, value: str) -> bool:
     name = group(m, "name") or ""
     return len(value) <= _MAX_VALUE and secret_like(name) and plausible_secret(value, bare=False)
@@ -268,6 +276,41 @@ PAIRS: tuple[Detector, ...] = (
         "generic-secret", "secret", "kw",
         _rx(r"`(?P<name>[\w.-]{1,80})`[ \t]+(?:to|=|:|is|as)[ \t]+`(?P<bq>[^`\n]{12,})`"),
         False, NAMED[-1].impact, _check_pair, generic=True,
+    ),
+    # <password>...</password> (Maven settings.xml, .NET and Java configs)
+    Detector(
+        "generic-secret", "secret", "kw",
+        _rx(r"<(?P<name>[\w.:-]{1,80})>(?P<v>[^<\s]{8}[^<\s]*)</[\w.:-]{1,80}>"),
+        False, NAMED[-1].impact, _check_pair, generic=True,
+    ),
+    # define('DB_PASSWORD', '...') (PHP, WordPress's wp-config.php)
+    Detector(
+        "generic-secret", "secret", "kw",
+        _rx(r"""define[ \t]*\([ \t]*["'](?P<name>[\w.-]{1,80})["'][ \t]*,[ \t]*"""
+            r"""(?:"(?P<dq>[^"\n]{8,})"|'(?P<sq>[^'\n]{8,})')"""),
+        False, NAMED[-1].impact, _check_pair, generic=True,
+    ),
+    # ds.setPassword("...") (Java, C#, Kotlin setters)
+    Detector(
+        "generic-secret", "secret", "kw",
+        _rx(r"""\.(?:set|with)_?(?P<name>[A-Za-z]\w{0,60})[ \t]*\([ \t]*"""
+            r"""(?:"(?P<dq>[^"\n]{8,})"|'(?P<sq>[^'\n]{8,})')[ \t]*\)"""),
+        False, NAMED[-1].impact, _check_pair, generic=True,
+    ),
+    # ENV DB_PASSWORD value (a Dockerfile's older form, without "=")
+    Detector(
+        "generic-secret", "secret", "kw",
+        _rx(r"""(?m:^)[ \t]*(?i:env)[ \t]+(?P<name>[A-Za-z_][\w.-]{0,80})[ \t]+"""
+            r"""(?:"(?P<dq>[^"\n]{8,})"|'(?P<sq>[^'\n]{8,})'|(?P<b>[^\s"'=]{8}[^\s"'=]*))"""
+            r"""[ \t]*(?m:$)"""),
+        False, NAMED[-1].impact, _check_pair, generic=True,
+    ),
+    # ConvertTo-SecureString "..." -AsPlainText (PowerShell): the call names what it holds
+    Detector(
+        "generic-secret", "secret", "pscred",
+        _rx(r"""(?i:ConvertTo-SecureString)[ \t]+(?:-String[ \t]+)?"""
+            r"""(?:"(?P<dq>[^"\n]{6,})"|'(?P<sq>[^'\n]{6,})')[ \t]+-(?i:AsPlainText)"""),
+        False, NAMED[-1].impact, _check_literal, generic=True,
     ),
 )  # fmt: skip
 
