@@ -82,6 +82,8 @@ TRUE = [
     ("cli-password", "sshpass -p 'Qx7pLm2vZk9wRt3' ssh deploy@bastion"),
     ("generic-secret", '- name: DB_PASSWORD\n  value: "Qx7pLm2vZk9wRt3"'),
     ("generic-secret", "db:\n  password: |\n    Qx7pLm2vZk9wRt3"),
+    ("generic-secret",
+     'variable "db_password" {\n  type    = string\n  default = "Qx7pLm2vZk9wRt3"\n}'),
     ("notion-token", f"notion = Client(auth='{sv.token('notion-legacy-token')}')"),
     ("encoded-private-key",
      "  tls.key: " + base64.b64encode(sv.pem_key(random.Random(8)).encode()).decode()),
@@ -178,6 +180,7 @@ LOOKALIKES = [
     '- name: DB_PASSWORD\n  value: "${DB_PASSWORD}"',
     "- name: TOKEN_URL\n  value: https://auth.example.com/oauth/token",
     "password_policy: |\n  Twelve characters, one digit.",
+    'variable "db_password" {\n  sensitive = true\n}\nvariable "x" {\n  default = "Qx7pLm2vZk9wRt3"\n}',
     "https://acme.blob.core.windows.net/c?sv=2022-11-02&sig=REPLACE_WITH_YOUR_SIGNATURE_HERE_PLEASE",
     "secret_key_base = Rails.application.credentials.secret_key_base_for_production_server",
     "MTIzNDU2Nzg5MDEyMzQ1Njc4.abcdef.not-a-token-just-a-long-identifier-name",  # id, then prose

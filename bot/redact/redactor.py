@@ -126,6 +126,10 @@ _BLOCK_NAME = _rx(
     r"""^[ \t]*-?[ \t]*["']?(?P<name>[\w.-]{1,80})["']?[ \t]*:[ \t]*[|>][-+]?[ \t]*$"""
 )
 _BLOCK_VALUE = _rx(r"^[ \t]+(?P<b>\S+)[ \t]*$")
+# Terraform: variable "db_password" { ... default = "..." ... } within a few lines.
+_TF_VARIABLE = _rx(r"""^[ \t]*variable[ \t]+"(?P<name>[\w.-]{1,80})"[ \t]*\{[ \t]*$""")
+_TF_DEFAULT = _rx(r"""^[ \t]*default[ \t]*=[ \t]*"(?P<dq>[^"]{6,})"[ \t]*$""")
+_TF_LOOKAHEAD = 6
 _NEXT_LINE_MAX = 400
 GENERIC = "generic-secret"
 
@@ -133,17 +137,27 @@ GENERIC = "generic-secret"
 def _next_line_hits(
     lines: list[str], candidates: list[int], spans: dict[int, list[Span]]
 ) -> list[Found]:
-    """Secrets whose secret-like name is on a keyword line and whose value is the next line."""
+    """Secrets whose secret-like name is on a keyword line and whose value is on the next line
+    (or, in a Terraform variable block, a few lines below)."""
     hits: list[Found] = []
     for i in candidates:
         if i + 1 >= len(lines) or len(lines[i]) > _NEXT_LINE_MAX:
             continue
-        line, after = lines[i], lines[i + 1]
+        line, where = lines[i], i + 1
         named = _ENV_NAME.match(line)
-        valued = _ENV_VALUE.match(after) if named else None
+        valued = _ENV_VALUE.match(lines[where]) if named else None
         if named is None:
             named = _BLOCK_NAME.match(line)
-            valued = _BLOCK_VALUE.match(after) if named else None
+            valued = _BLOCK_VALUE.match(lines[where]) if named else None
+        if named is None:
+            named = _TF_VARIABLE.match(line)
+            for where in range(i + 1, min(len(lines), i + 1 + _TF_LOOKAHEAD)) if named else ():
+                if len(lines[where]) > _NEXT_LINE_MAX or lines[where].strip() == "}":
+                    break
+                valued = _TF_DEFAULT.match(lines[where])
+                if valued is not None:
+                    break
+        after = lines[where]
         if named is None or valued is None or len(after) > _NEXT_LINE_MAX:
             continue
         if not rules.secret_like(group(named, "name") or ""):
@@ -154,10 +168,10 @@ def _next_line_hits(
             continue
         if value.startswith(("$", "%", "{{", "<")):
             continue  # an interpolation: the value is elsewhere
-        spans.setdefault(i + 1, []).append((start, end, GENERIC))
+        spans.setdefault(where, []).append((start, end, GENERIC))
         hit = SecretHit(
-            GENERIC, i + 2, start, placeholder(GENERIC), _digest(value),
-            allowed=_allowed(lines, i + 1),
+            GENERIC, where + 1, start, placeholder(GENERIC), _digest(value),
+            allowed=_allowed(lines, where),
         )  # fmt: skip
         hits.append((hit, value))
     return hits
