@@ -180,7 +180,8 @@ LOOKALIKES = [
     '- name: DB_PASSWORD\n  value: "${DB_PASSWORD}"',
     "- name: TOKEN_URL\n  value: https://auth.example.com/oauth/token",
     "password_policy: |\n  Twelve characters, one digit.",
-    'variable "db_password" {\n  sensitive = true\n}\nvariable "x" {\n  default = "Qx7pLm2vZk9wRt3"\n}',
+    'variable "db_password" {\n  sensitive = true\n}\n'
+    'variable "x" {\n  default = "Qx7pLm2vZk9wRt3"\n}',  # the block closed before any default
     "https://acme.blob.core.windows.net/c?sv=2022-11-02&sig=REPLACE_WITH_YOUR_SIGNATURE_HERE_PLEASE",
     "secret_key_base = Rails.application.credentials.secret_key_base_for_production_server",
     "MTIzNDU2Nzg5MDEyMzQ1Njc4.abcdef.not-a-token-just-a-long-identifier-name",  # id, then prose
