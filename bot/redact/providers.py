@@ -28,6 +28,7 @@ from bot.redact.detector import (
 )
 from bot.redact.linear import Match
 from bot.redact.linear import compile as _rx
+from bot.redact.values import is_reference
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -55,11 +56,22 @@ def _check_checksummed(m: Match, value: str) -> bool:
     return check_random(m, value)
 
 
-def _b64json(part: str) -> Any:
+def _unpadded_b64(text: str, *, urlsafe: bool = False, validate: bool = False) -> bytes | None:
+    """``text`` decoded from base64 that may have lost its ``=`` padding; None if it is not."""
+    padded = text + "=" * (-len(text) % 4)
     try:
-        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-        return json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        if urlsafe:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=validate)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _b64json(part: str) -> Any:
+    raw = _unpadded_b64(part, urlsafe=True)
+    try:
+        return None if raw is None else json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
         return None
 
 
@@ -84,16 +96,13 @@ def _check_twitter(m: Match, value: str) -> bool:
 
 def _check_netrc(m: Match, value: str) -> bool:
     """A .netrc password: a real value, not a placeholder or an environment reference."""
-    return not value.startswith(("$", "%", "{{", "<")) and check_token(m, value)
+    return not is_reference(value) and check_token(m, value)
 
 
 def _check_encoded_key(m: Match, value: str) -> bool:
     """base64 of a PEM block whose label is a private key (certificates are public)."""
-    try:
-        head = base64.b64decode(value[:120] + "=" * (-len(value[:120]) % 4), validate=False)
-    except (binascii.Error, ValueError):
-        return False
-    return b"PRIVATE KEY" in head.split(b"\n", 1)[0] and check_token(m, value)
+    head = _unpadded_b64(value[:120])
+    return head is not None and b"PRIVATE KEY" in head.split(b"\n", 1)[0] and check_token(m, value)
 
 
 def _check_sas(m: Match, value: str) -> bool:
@@ -104,12 +113,10 @@ def _check_sas(m: Match, value: str) -> bool:
 
 def _check_discord(m: Match, value: str) -> bool:
     """A bot token: the base64 of the bot's numeric id, a timestamp and an HMAC."""
-    head = value.split(".", 1)[0]
-    try:
-        ident = base64.b64decode(head + "=" * (-len(head) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return ident.isdigit() and 17 <= len(ident) <= 20 and check_random(m, value)
+    ident = _unpadded_b64(value.split(".", 1)[0], validate=True)
+    return (
+        ident is not None and ident.isdigit() and 17 <= len(ident) <= 20 and check_random(m, value)
+    )
 
 
 def _not_example(check: Check) -> Check:

@@ -17,14 +17,20 @@ from dataclasses import dataclass
 from bot.diff import ChangedFile, DiffLine, Hunk
 from bot.findings import Finding
 from bot.redact import rules
-from bot.redact.detector import Detector, value_span
+from bot.redact.detector import Detector, value_group, value_span
+from bot.redact.linear import Match, group
 from bot.redact.linear import compile as _rx
-from bot.redact.linear import group, has, span
 from bot.redact.pem import find_key_blocks
 from bot.redact.report import evidence as _evidence
 from bot.redact.report import finding as _finding
 from bot.redact.rules import PRIVATE_KEY
-from bot.redact.values import count_placeholders, placeholder, placeholder_spans, plausible_secret
+from bot.redact.values import (
+    count_placeholders,
+    is_reference,
+    placeholder,
+    placeholder_spans,
+    plausible_secret,
+)
 
 __all__ = [
     "KINDS",
@@ -130,8 +136,29 @@ _BLOCK_VALUE = _rx(r"^[ \t]+(?P<b>\S+)[ \t]*$")
 _TF_VARIABLE = _rx(r"""^[ \t]*variable[ \t]+"(?P<name>[\w.-]{1,80})"[ \t]*\{[ \t]*$""")
 _TF_DEFAULT = _rx(r"""^[ \t]*default[ \t]*=[ \t]*"(?P<dq>[^"]{6,})"[ \t]*$""")
 _TF_LOOKAHEAD = 6
+_BLOCK_INDICATORS = ("|", ">", "|-", "|+", ">-", ">+")
 _NEXT_LINE_MAX = 400
 GENERIC = "generic-secret"
+
+
+def _value_below(lines: list[str], i: int) -> tuple[Match, int, Match | None] | None:
+    """For a name on line ``i`` whose value sits below it: the name's match, the value's line
+    and the value's match (None when that line holds no value); None for any other line.
+
+    Plain substring tests come first: this runs on every keyword line, and most are none of
+    these forms."""
+    line = lines[i]
+    if "name" in line and (named := _ENV_NAME.match(line)):
+        return named, i + 1, _ENV_VALUE.match(lines[i + 1])
+    if line.rstrip().endswith(_BLOCK_INDICATORS) and (named := _BLOCK_NAME.match(line)):
+        return named, i + 1, _BLOCK_VALUE.match(lines[i + 1])
+    if "variable" in line and (named := _TF_VARIABLE.match(line)):
+        for j in range(i + 1, min(len(lines), i + 1 + _TF_LOOKAHEAD)):
+            if len(lines[j]) > _NEXT_LINE_MAX or lines[j].strip() == "}":
+                break
+            if valued := _TF_DEFAULT.match(lines[j]):
+                return named, j, valued
+    return None
 
 
 def _next_line_hits(
@@ -143,31 +170,18 @@ def _next_line_hits(
     for i in candidates:
         if i + 1 >= len(lines) or len(lines[i]) > _NEXT_LINE_MAX:
             continue
-        line, where = lines[i], i + 1
-        named = _ENV_NAME.match(line)
-        valued = _ENV_VALUE.match(lines[where]) if named else None
-        if named is None:
-            named = _BLOCK_NAME.match(line)
-            valued = _BLOCK_VALUE.match(lines[where]) if named else None
-        if named is None:
-            named = _TF_VARIABLE.match(line)
-            for where in range(i + 1, min(len(lines), i + 1 + _TF_LOOKAHEAD)) if named else ():
-                if len(lines[where]) > _NEXT_LINE_MAX or lines[where].strip() == "}":
-                    break
-                valued = _TF_DEFAULT.match(lines[where])
-                if valued is not None:
-                    break
-        after = lines[where]
-        if named is None or valued is None or len(after) > _NEXT_LINE_MAX:
+        below = _value_below(lines, i)
+        if below is None:
+            continue
+        named, where, valued = below
+        if valued is None or len(lines[where]) > _NEXT_LINE_MAX:
             continue
         if not rules.secret_like(group(named, "name") or ""):
             continue
         start, end = value_span(valued)
-        value = after[start:end]
-        if not plausible_secret(value, bare=has(valued, "b") and span(valued, "b")[0] >= 0):
-            continue
-        if value.startswith(("$", "%", "{{", "<")):
-            continue  # an interpolation: the value is elsewhere
+        value = lines[where][start:end]
+        if is_reference(value) or not plausible_secret(value, bare=value_group(valued) == "b"):
+            continue  # an interpolation (the value is elsewhere), or not a secret
         spans.setdefault(where, []).append((start, end, GENERIC))
         hit = SecretHit(
             GENERIC, where + 1, start, placeholder(GENERIC), _digest(value),

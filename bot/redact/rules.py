@@ -13,7 +13,7 @@ from bot.redact.detector import ALNUM, BASE64, TOKEN, Detector, check_random
 from bot.redact.linear import Match, group, span
 from bot.redact.linear import compile as _rx
 from bot.redact.providers import PROVIDERS
-from bot.redact.values import plausible_secret
+from bot.redact.values import is_reference, plausible_secret
 
 PRIVATE_KEY = "private-key"
 
@@ -253,7 +253,7 @@ NAMED: tuple[Detector, ...] = (
 
 def _check_literal(m: Match, value: str) -> bool:
     """A literal that the call itself marks as a secret: real unless a variable or placeholder."""
-    if value.startswith(("$", "%", "{{", "<", "@(")):
+    if is_reference(value):
         return False  # PowerShell or template interpolation: the value comes from elsewhere
     return len(value) <= _MAX_VALUE and plausible_secret(value, bare=False)
 

@@ -97,6 +97,15 @@ def patterned(value: str) -> bool:
     return ascending >= len(value) // 2
 
 
+_REFERENCE_PREFIXES = ("$", "%", "{{", "<", "@(")
+
+
+def is_reference(value: str) -> bool:
+    """Whether ``value`` names where the secret lives instead of holding it: an environment or
+    template interpolation (``$DB_PASSWORD``, ``%PASS%``, ``{{ secret }}``, ``<password>``)."""
+    return value.startswith(_REFERENCE_PREFIXES)
+
+
 def is_placeholder(value: str, *, loose: bool = True, runs: bool = True) -> bool:
     """Whether ``value`` is documentation, template or patterned test text, not a real secret.
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import collections
 import re
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
@@ -130,7 +129,7 @@ def code_spans(text: str) -> list[tuple[int, int]]:
     run of exactly N closes it; an opener with no closer, or escaped by a backslash, is literal
     (so what follows it is escaped as prose: the safe side). Linear in ``text``."""
     runs = [m.span() for m in _BACKTICKS.finditer(text)]
-    later: dict[int, collections.deque[int]] = collections.defaultdict(collections.deque)
+    later: dict[int, deque[int]] = defaultdict(deque)
     for index, (start, end) in enumerate(runs):
         later[end - start].append(index)
     spans, i = [], 0
