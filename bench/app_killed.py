@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.app_load import _git_head, app_key
+from bench.app_load import _git_head
 from bench.common import write_result
 from tests.appstack import HEAD, AppStack, Expect, assert_invariant, pr_event
+from tests.fakes.github import new_app_key
 from tests.procs import RedisServer
 
 POINTS = {
@@ -31,7 +32,7 @@ def measure(point: str, cap: float) -> dict[str, Any]:
     """One killed review at ``point``; seconds to published, or None past ``cap``."""
     tmp = Path(tempfile.mkdtemp(prefix="secreview-killed-"))
     server = RedisServer(tmp, appendonly=True).start()
-    stack = AppStack(tmp, app_key(), server.url, server, env={})
+    stack = AppStack(tmp, new_app_key(), server.url, server, env={})
     stack.open_pull()
     stack.model.state.polls_until_done = 2
     hold = stack.model.state.inject.hold("submit", "process") if point == "mid_task" else None

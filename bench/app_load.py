@@ -38,7 +38,7 @@ import redis
 
 from bench.common import write_result
 from tests.appstack import INCOMPLETE, AppStack, pr_event
-from tests.fakes.github import installation_of
+from tests.fakes.github import installation_of, new_app_key
 from tests.procs import RedisServer
 
 INSTALLATIONS = 5
@@ -122,23 +122,6 @@ def pct(values: list[float], q: float) -> float:
     """The ``q`` quantile (0-1) of ``values``, nearest rank."""
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else 0.0
-
-
-def app_key() -> tuple[str, str]:
-    """A throwaway App key pair (private PEM, public PEM)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 def deliver_bursts(stack: AppStack, specs: list[PullSpec]) -> tuple[dict[str, float], list[float]]:
@@ -239,7 +222,7 @@ def run(scale: float, out_name: str, capacity_rate: float = CAPACITY_RATE) -> di
         "SECREVIEW_MODEL_DEADLINE": str(max(10, int(1800 * scale))),
         "LOG_LEVEL": "INFO",
     }
-    stack = AppStack(tmp, app_key(), server.url, server, env=env, concurrency=WORKERS)
+    stack = AppStack(tmp, new_app_key(), server.url, server, env=env, concurrency=WORKERS)
     for spec in specs:
         stack.open_pull(spec.repo, spec.number, spec.head, spec.diff, spec.installation)
     stack.github.inject.latency = GITHUB_LATENCY_S

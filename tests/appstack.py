@@ -93,6 +93,20 @@ LOCK_KEYS = re.compile(rb"lock|lease", re.IGNORECASE)
 KOMBU_OWN = frozenset({b"unacked_mutex"})  # kombu's short-lived restore mutex, not ours
 
 
+def post_webhook(
+    url: str, event: str, payload: Mapping[str, Any], secret: str, delivery: str | None = None
+) -> httpx.Response:
+    """Sign ``payload`` with ``secret`` and POST it to the receiver at ``url`` as GitHub does."""
+    body = json.dumps(payload).encode()
+    headers = {
+        "x-github-event": event,
+        "x-github-delivery": delivery or str(uuid.uuid4()),
+        "x-hub-signature-256": signature(secret, body),
+        "content-type": "application/json",
+    }
+    return httpx.post(url + "/api/github/webhooks", content=body, headers=headers, timeout=15)
+
+
 def pr_event(
     action: str, head: str, *, repo: str = REPO, pr: int = PR, inst: int = INSTALLATION
 ) -> dict[str, Any]:
@@ -221,16 +235,7 @@ class AppStack:
         self, event: str, payload: Mapping[str, Any], delivery: str | None = None
     ) -> httpx.Response:
         """Sign and POST one webhook as GitHub does."""
-        body = json.dumps(payload).encode()
-        headers = {
-            "x-github-event": event,
-            "x-github-delivery": delivery or str(uuid.uuid4()),
-            "x-hub-signature-256": signature(SECRET, body),
-            "content-type": "application/json",
-        }
-        return httpx.post(
-            self.url + "/api/github/webhooks", content=body, headers=headers, timeout=15
-        )
+        return post_webhook(self.url, event, payload, SECRET, delivery)
 
     def last_activity(self) -> float:
         """Wall time of the latest request either fake received (0 if none)."""

@@ -32,19 +32,9 @@ def _clean_environment(
 @pytest.fixture(scope="session")
 def app_key() -> tuple[str, str]:
     """A throwaway RSA key pair for the GitHub App (private PEM, public PEM)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from tests.fakes.github import new_app_key
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return new_app_key()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import redis
 
 from bot import jobs
 from bot.github.webhooks import signature
+from tests.appstack import post_webhook
 from tests.emulators.server import LiveServer
 from tests.emulators.workers_ai import EmulatorApp, create_emulator
 from tests.fakes.github import FakeGitHub, Pull
@@ -55,14 +55,7 @@ class Stack:
     def deliver(
         self, event: str, payload: dict[str, Any], delivery: str | None = None, secret: str = SECRET
     ) -> httpx.Response:
-        body = json.dumps(payload).encode()
-        headers = {
-            "x-github-event": event,
-            "x-github-delivery": delivery or str(uuid.uuid4()),
-            "x-hub-signature-256": signature(secret, body),
-            "content-type": "application/json",
-        }
-        return httpx.post(self.url + "/api/github/webhooks", content=body, headers=headers)
+        return post_webhook(self.url, event, payload, secret, delivery)
 
     def new_worker(self) -> Proc:
         self.worker = start_worker(self.env, self.tmp)

@@ -925,6 +925,23 @@ class Injector:
         return Verdict()
 
 
+def new_app_key() -> tuple[str, str]:
+    """A throwaway RSA key pair for a GitHub App (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
 def installation_of(fake: FakeGitHub, path: str) -> int | None:
     """The installation a recorded request acted as (by its repository path), if any."""
     m = re.match(r"/(?:repos/([^/]+/[^/]+)|app/installations/(\d+))", path)
