@@ -6,6 +6,7 @@ change it. The App keeps results in Redis (with a TTL); the CLI in a cache direc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -109,6 +110,20 @@ class RedisResultStore:
         self.redis.set(LAST_PREFIX + scope, _ENCODER.encode(tuple(findings)), ex=self.ttl)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 class FileResultStore:
     """Results as small JSON files under a cache directory (the CLI's)."""
 
@@ -134,12 +149,7 @@ class FileResultStore:
     def put_many(self, items: Mapping[str, FileResult]) -> None:
         """Store ``items``, each written whole or not at all."""
         for key, result in items.items():
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as out:
-                out.write(_ENCODER.encode(result))
-            os.replace(tmp, path)
+            write_atomic(self._path(key), _ENCODER.encode(result))
 
     def _last_path(self, scope: str) -> Path:
         return self.root / "last" / f"{hashlib.sha256(scope.encode()).hexdigest()[:32]}.json"
@@ -153,12 +163,7 @@ class FileResultStore:
 
     def put_last(self, scope: str, findings: Sequence[Finding]) -> None:
         """Keep ``findings`` as ``scope``'s last findings."""
-        path = self._last_path(scope)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(_ENCODER.encode(tuple(findings)))
-        os.replace(tmp, path)
+        write_atomic(self._last_path(scope), _ENCODER.encode(tuple(findings)))
 
 
 def lookup_in(store: ResultStore) -> Any:

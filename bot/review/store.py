@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -21,6 +19,7 @@ from typing import Any
 
 from bot.errors import SecreviewError
 from bot.review.plan import Plan, decode_plan, encode_plan
+from bot.review.results import write_atomic
 from bot.review.state import RunState, decode_state, encode_state
 
 RUN_TTL_S = 7 * 24 * 3600
@@ -86,11 +85,11 @@ class FileRunStore:
     def save(self, run: RunState) -> None:
         """Write the state whole (a temporary file renamed over the old one)."""
         run.version += 1
-        _write_atomic(self._path(run.key, ".json"), encode_state(run))
+        write_atomic(self._path(run.key, ".json"), encode_state(run))
 
     def save_plan(self, key: str, plan: Plan) -> None:
         """Write the plan."""
-        _write_atomic(self._path(key, ".plan"), encode_plan(plan))
+        write_atomic(self._path(key, ".plan"), encode_plan(plan))
 
     def load_plan(self, key: str) -> Plan | None:
         """The stored plan, or None."""
@@ -113,19 +112,6 @@ class FileRunStore:
                 yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # --- Redis (the App) ----------------------------------------------------------------------------
