@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-
-import yaml
 
 from bot.diff import FilterRules
 from bot.errors import ConfigError
@@ -144,38 +143,46 @@ def _suppression(entry: Any, key: str, dated: bool) -> Suppression:
     )
 
 
-class _PlainLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without anchors and aliases, and with a nesting limit.
+@functools.cache
+def _plain_loader() -> Any:
+    """PyYAML's safe loader without anchors and aliases, and with a nesting limit (loaded on
+    first use: most reviews have no config file to read).
 
     An alias makes a few hundred bytes stand for gigabytes once anything walks the value (the
     "billion laughs"); nothing a config says needs one. Deep nesting would exhaust the stack.
     """
+    import yaml
 
-    depth = 0
+    class PlainLoader(yaml.SafeLoader):
+        depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise yaml.composer.ComposerError(
-                None, None, "anchors and aliases (& and *) are not allowed", event.start_mark
-            )
-        self.depth += 1
-        try:
-            if self.depth > MAX_YAML_DEPTH:
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark
+                    None, None, "anchors and aliases (& and *) are not allowed", event.start_mark
                 )
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return PlainLoader
 
 
 def load_yaml(text: str | bytes) -> Any:
     """YAML text as plain data: size-capped, no anchors or aliases, no tags; else ConfigError."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{CONFIG_PATH} is larger than {MAX_CONFIG_BYTES} bytes")
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_plain_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{CONFIG_PATH} is not valid YAML: {exc}".splitlines()[0]) from None
 

@@ -127,3 +127,117 @@ def test_changed_blocks_keep_line_numbers_and_imports() -> None:
 def test_nosec_is_honoured_without_tokenizing() -> None:
     src = b"import subprocess\nsubprocess.call(c, shell=True)  # nosec B602\n"
     assert [f for f in analyzers.bandit_source("n.py", src) if f.rule == "B602"] == []
+
+
+# --- a memo: a push re-analyzes only the files it changed -------------------------------------
+
+
+class DictMemo:
+    """A memo in a dict (the stores themselves are tested against a real Redis and disk)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.reads = 0
+
+    def get_many(self, keys: object) -> dict[str, bytes]:
+        self.reads += 1
+        return {k: self.data[k] for k in keys if k in self.data}  # type: ignore[attr-defined]
+
+    def put_many(self, items: dict[str, bytes]) -> None:
+        self.data.update(items)
+
+
+def _counting(monkeypatch: object) -> list[str]:
+    seen: list[str] = []
+    real = analyzers.bandit_file
+
+    def counted(path: str, source: bytes) -> tuple[list[object], str | None]:
+        seen.append(path)
+        return real(path, source)  # type: ignore[return-value]
+
+    monkeypatch.setattr(analyzers, "bandit_file", counted)  # type: ignore[attr-defined]
+    return seen
+
+
+def _two_files(second_line: str) -> bytes:
+    return (
+        b"diff --git a/a.py b/a.py\n--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,2 @@\n"
+        b"+import subprocess\n+subprocess.call(cmd, shell=True)\n"
+        b"diff --git a/b.py b/b.py\n--- /dev/null\n+++ b/b.py\n@@ -0,0 +1,2 @@\n"
+        b"+import pickle\n+" + second_line.encode() + b"\n"
+    )
+
+
+def test_a_memo_reanalyzes_only_changed_files_with_the_same_findings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    memo = DictMemo()
+    seen = _counting(monkeypatch)
+    first = analyzers.analyze(parse_diff(_two_files("x = pickle.loads(blob)")).files, None, memo)
+    assert sorted(seen) == ["a.py", "b.py"] and len(memo.data) == 2
+    assert {(f.path, f.rule) for f in first.findings} == {("a.py", "B602"), ("b.py", "B301")}
+
+    seen.clear()
+    again = analyzers.analyze(parse_diff(_two_files("x = pickle.loads(blob)")).files, None, memo)
+    assert seen == [] and again == first  # nothing analyzed, the same findings, in order
+
+    seen.clear()
+    pushed = analyzers.analyze(parse_diff(_two_files("y = pickle.loads(data)")).files, None, memo)
+    assert seen == ["b.py"]  # only the file the push changed
+    assert [(f.path, f.line, f.evidence) for f in pushed.findings if f.path == "b.py"] == [
+        ("b.py", 2, "y = pickle.loads(data)")
+    ]
+    without = analyzers.analyze(parse_diff(_two_files("y = pickle.loads(data)")).files)
+    assert pushed == without  # a memo never changes an answer
+
+
+def test_the_memo_key_follows_the_checkout_file_and_the_path(tmp_path: Path) -> None:
+    (file,) = parse_diff(_two_files("x = 1")[: _two_files("x = 1").index(b"diff --git a/b")]).files
+    base = analyzers.memo_key(file, None)
+    assert analyzers.memo_key(file, None) == base
+    assert (
+        analyzers.memo_key(file, b"import subprocess\nsubprocess.call(cmd, shell=True)\n") != base
+    )
+    moved = parse_diff(
+        b"diff --git a/c.py b/c.py\n--- /dev/null\n+++ b/c.py\n@@ -0,0 +1,2 @@\n"
+        b"+import subprocess\n+subprocess.call(cmd, shell=True)\n"
+    ).files[0]
+    assert analyzers.memo_key(moved, None) != base
+
+
+def test_a_broken_or_failing_memo_is_a_miss_never_a_failure(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    files = parse_diff(_two_files("x = pickle.loads(blob)")).files
+    expected = analyzers.analyze(files)
+
+    class Junk(DictMemo):
+        def get_many(self, keys: object) -> dict[str, bytes]:
+            return {k: b"{not json" for k in keys}  # type: ignore[attr-defined]
+
+    class Down(DictMemo):
+        def get_many(self, keys: object) -> dict[str, bytes]:
+            raise ConnectionError("memo store is down")
+
+        def put_many(self, items: dict[str, bytes]) -> None:
+            raise ConnectionError("memo store is down")
+
+    for memo in (Junk(), Down()):
+        seen = _counting(monkeypatch)
+        assert analyzers.analyze(files, None, memo) == expected
+        assert sorted(seen) == ["a.py", "b.py"]
+
+
+def test_memo_stores_round_trip_on_disk_and_in_redis(tmp_path: Path, redis_url: str) -> None:
+    import redis
+
+    from bot.review.results import FileBlobs, RedisBlobs
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for store in (FileBlobs(tmp_path / "analyses"), RedisBlobs(client, ttl_s=60)):
+            assert store.get_many(["ab" * 32]) == {}
+            store.put_many({"ab" * 32: b'{"findings":[]}', "cd" * 32: b"x"})
+            assert store.get_many(["ab" * 32, "cd" * 32, "ef" * 32]) == {
+                "ab" * 32: b'{"findings":[]}',
+                "cd" * 32: b"x",
+            }
+        assert 0 < client.ttl("secreview:analysis:" + "ab" * 32) <= 60
+    finally:
+        client.close()

@@ -228,3 +228,60 @@ def test_not_a_diff_is_a_clean_error(tmp_path: Path) -> None:
     proc = run(["review", "--diff", str(bad)])
     assert proc.returncode in (0, 2)
     assert b"Traceback" not in proc.stderr
+
+
+# --- start-up cost: what a review loads, and what a re-run skips --------------------------------
+
+_LOADED = """
+import runpy, sys
+sys.argv = ["secreview", *sys.argv[1:]]
+try:
+    runpy.run_module("bot.cli", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+heavy = ("bandit", "yaml", "jinja2", "http.server", "pathspec", "webbrowser", "httpx")
+sys.stderr.write("LOADED " + ",".join(m for m in heavy if m in sys.modules) + "\\n")
+sys.exit(code)
+"""
+
+
+def loaded_by(args: list[str], env: dict[str, str]) -> tuple[set[str], bytes]:
+    """The heavy modules a ``secreview`` run imported, and its standard output."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(MODEL_ENV)}
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, *args],
+        env={**clean, **env},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode in (0, 1), done.stderr.decode()
+    line = [ln for ln in done.stderr.decode().splitlines() if ln.startswith("LOADED ")][-1]
+    return set(filter(None, line.removeprefix("LOADED ").split(","))), done.stdout
+
+
+def test_an_offline_rerun_reuses_its_analyses_and_never_loads_bandit(tmp_path: Path) -> None:
+    import shutil
+
+    checkout = tmp_path / "shop"  # the example checkout without its config file
+    shutil.copytree(SHOP, checkout, ignore=shutil.ignore_patterns(".github"))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = ["review", "--diff", str(DIFF), "--repo", str(checkout), "--format", "json", "-q"]
+    first, report = loaded_by(args, env)
+    # Nothing the review does not need: no glob parser without a config file, no server, no
+    # HTTP client without a model.
+    assert "bandit" in first
+    assert not first & {"pathspec", "http.server", "webbrowser", "httpx"}
+    assert list((tmp_path / "cache").rglob("analyses/*/*"))
+    again, same = loaded_by(args, env)
+    # Every file was analyzed before: neither bandit nor the YAML parser it brings is imported.
+    assert not again & {"bandit", "yaml", "pathspec", "http.server", "webbrowser", "httpx"}
+    assert json.loads(same)["findings"] == json.loads(report)["findings"]
+    assert any(f["source"] == "bandit" for f in json.loads(same)["findings"])
+
+
+def test_no_cache_keeps_no_analyses(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = ["review", "--diff", str(DIFF), "--format", "json", "-q", "--no-cache"]
+    loaded, _ = loaded_by(args, env)
+    assert "bandit" in loaded and not list(tmp_path.rglob("analyses"))

@@ -29,7 +29,7 @@ from bot.review.context import detect_repo_context
 from bot.review.finalize import Final
 from bot.review.plan import Lookup, Plan, PlanOptions, plan_change, plan_diff, plan_tree
 from bot.review.prompts import PRContext, RepoContext
-from bot.review.results import RedisResultStore
+from bot.review.results import RedisBlobs, RedisResultStore
 from bot.review.run import SkipRun, Unsuperseded
 from bot.review.state import RunState
 
@@ -136,6 +136,7 @@ class PullRequestSource:
             "lookup": lookup,
             "earlier": earlier,
             "dismissed": dismissed,
+            "memo": RedisBlobs(self.redis),
         }
         if change.text is not None:
             return plan_diff(change.text, **common)

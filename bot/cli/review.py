@@ -212,6 +212,7 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
             read=reader,
             lookup=lookup,
             earlier=earlier,
+            memo=where.memo(),
         )
 
     if models is None:

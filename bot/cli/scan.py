@@ -14,7 +14,6 @@ from bot.config import Settings
 from bot.errors import ConfigError, UsageError
 from bot.findings import ReviewResult
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
-from bot.scan import walk as scan
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _REMOTE = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)(?:@(?P<ref>.+))?$")
@@ -52,6 +51,7 @@ def _local(target: str) -> tuple[Any, RepoConfig, Any]:
     config_file = root / CONFIG_PATH
     config = parse_repo_config(config_file.read_bytes() if config_file.is_file() else None)
     from bot.review.context import local_repo_context
+    from bot.scan import walk as scan
 
     return scan.walk_tree(root), config, local_repo_context(root, instructions=config.instructions)
 
@@ -76,6 +76,8 @@ def _remote(target: str, settings: Settings) -> tuple[Any, RepoConfig, Any, Any,
     with tempfile.TemporaryFile() as archive:  # streamed to disk, never whole in memory
         inst.download_tarball(repo, sha, archive)
         archive.seek(0)
+        from bot.scan import walk as scan
+
         entries = list(scan.walk_tarball(archive))
     texts = {p: d for p, d, r in entries if d is not None and r is None}
     context = detect_repo_context(

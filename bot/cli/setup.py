@@ -18,18 +18,19 @@ import os
 import secrets
 import sys
 import threading
-import webbrowser
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from bot.cli import app as cli_app
 from bot.cli import options
 from bot.config import DEFAULT_GITHUB_API_URL, Settings
 from bot.errors import SecreviewError, UsageError
+
+if TYPE_CHECKING:  # the page's server is loaded by the command that serves it
+    from http.server import BaseHTTPRequestHandler
 
 DEFAULT_KEY_FILE = "secreview.private-key.pem"
 
@@ -132,6 +133,8 @@ class Flow:
 
 
 def _handler(flow: Flow) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
@@ -214,6 +217,8 @@ def _preflight(args: argparse.Namespace, settings: Settings) -> tuple[Path, Path
 
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the local page, wait for GitHub's redirect, write the credentials."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     from bot.github.client import web_url
 
     env_file, key_file = _preflight(args, settings)
@@ -244,6 +249,8 @@ def _wait(flow: Flow, local: str, args: argparse.Namespace) -> int:
         f"(waiting up to {args.timeout:.0f} s)\n"
     )
     if not args.no_browser:
+        import webbrowser
+
         with contextlib.suppress(webbrowser.Error):
             webbrowser.open(f"{local}/")
     if not flow.done.wait(args.timeout):

@@ -3,21 +3,30 @@
 Secrets are found by ``bot.redact`` while it redacts (one detector, one place). Bandit parses
 source into an AST and never runs it; it is driven in memory, one file at a time, so nothing from
 the reviewed repository is written to disk or imported.
+
+A file's analysis depends only on its path, its diff's lines, the file the checkout holds (when
+one is read) and the versions of bandit and of this module: with a ``Memo`` (the App's Redis,
+the CLI's cache directory) a push re-analyzes only the files it changed, and a review whose
+files were all analyzed before never loads bandit at all.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import io
 import logging
 import re
 import textwrap
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
 
 from bot.diff import ChangedFile, Hunk, Skip
 from bot.findings import Finding, Severity
@@ -36,6 +45,82 @@ _CONFIDENCE = {"HIGH": 0.9, "MEDIUM": 0.7, "LOW": 0.4}
 _SKIP_TESTS = frozenset({"B101", *(f"B4{n:02}" for n in range(1, 14)), "B603", "B607"})
 _PASSWORD_TESTS = frozenset({"B105", "B106", "B107"})  # their messages quote the password
 _STRING = re.compile(r"""(['"])(?:\\.|(?!\1).)*\1""")
+
+
+# Bumped whenever what this module makes of bandit's output changes (skipped tests, placement,
+# redaction of messages): a memoized analysis made under another version is never reused.
+ANALYZER_VERSION = "1"
+
+
+class Memo(Protocol):
+    """Where analyses are kept between runs: opaque values under content keys."""
+
+    def get_many(self, keys: Collection[str]) -> Mapping[str, bytes]: ...
+
+    def put_many(self, items: Mapping[str, bytes]) -> None: ...
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    findings: tuple[Finding, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+_ENCODE = msgspec.json.Encoder()
+_DECODE = msgspec.json.Decoder(_Stored)
+
+
+@functools.cache
+def _versions() -> bytes:
+    """What besides the input decides an analysis: the analyzer and the package versions."""
+    found = []
+    for dist in ("bandit", "secreview"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{dist} ?")
+    skipped = ",".join(sorted(_SKIP_TESTS))
+    return f"analyzers {ANALYZER_VERSION}; {'; '.join(found)}; skip {skipped}".encode()
+
+
+def memo_key(file: ChangedFile, whole: bytes | None) -> str:
+    """The key of one file's analysis: a digest of everything it depends on."""
+    digest = hashlib.sha256(_versions())
+    digest.update(b"\0path\0" + file.path.encode("utf-8", errors="surrogatepass"))
+    digest.update(b"\0file\0" + (hashlib.sha256(whole).digest() if whole is not None else b"-"))
+    for hunk in file.hunks:
+        digest.update(b"\0hunk\0")
+        for ln in hunk.lines:
+            if ln.new_lineno is not None:
+                row = f"{ln.kind}\t{ln.new_lineno}\t{ln.text}\n"
+                digest.update(row.encode("utf-8", errors="surrogatepass"))
+    return digest.hexdigest()
+
+
+def _recall(memo: Memo | None, keys: Collection[str]) -> dict[str, _Stored]:
+    """The stored analyses among ``keys``; a store that fails or holds junk is a miss."""
+    if memo is None or not keys:
+        return {}
+    try:
+        raws = memo.get_many(keys)
+    except Exception:  # a cache is never a reason for a review to fail
+        log.warning("analysis memo unavailable: analyzing every file", exc_info=True)
+        return {}
+    out = {}
+    for key, raw in raws.items():
+        try:
+            out[key] = _DECODE.decode(raw)
+        except msgspec.DecodeError:
+            continue
+    return out
+
+
+def _keep(memo: Memo | None, fresh: Mapping[str, _Stored]) -> None:
+    if memo is None or not fresh:
+        return
+    try:
+        memo.put_many({key: _ENCODE.encode(value) for key, value in fresh.items()})
+    except Exception:  # the analysis is done; only its reuse is lost
+        log.warning("analysis memo unavailable: results not kept", exc_info=True)
 
 
 def is_python(path: str) -> bool:
@@ -181,7 +266,9 @@ def review_findings(
 
 
 def analyze(
-    files: Iterable[ChangedFile], read: Callable[[str], bytes | None] | None = None
+    files: Iterable[ChangedFile],
+    read: Callable[[str], bytes | None] | None = None,
+    memo: Memo | None = None,
 ) -> Analysis:
     """Bandit on what a diff changed in its Python files: once per file, in process.
 
@@ -189,19 +276,32 @@ def analyze(
     agrees with every line the diff shows, and then bandit sees the file's top-level
     statements that hold a changed line (plus its imports), not the whole file. Without it,
     the diff's own lines, or each hunk that parses alone. What bandit could not parse is
-    reported as not analyzed.
+    reported as not analyzed. With ``memo``, a file analyzed before with the same inputs is not
+    analyzed again.
     """
-    found: list[Finding] = []
-    skipped: list[Skip] = []
+    todo: list[tuple[ChangedFile, set[int], bytes | None, str]] = []
     for file in files:
         if not is_python(file.path) or file.status == "deleted" or file.is_binary:
             continue
         changed = _changed_lines(file)
         if not changed:
             continue
-        results, reasons = _analyze_file(file, changed, read)
-        found += results
-        skipped += [Skip(file.path, reason) for reason in reasons]
+        whole = _whole_file(file, read)
+        todo.append((file, changed, whole, memo_key(file, whole) if memo is not None else ""))
+    stored = _recall(memo, {key for *_, key in todo})
+    fresh: dict[str, _Stored] = {}
+    found: list[Finding] = []
+    skipped: list[Skip] = []
+    for file, changed, whole, key in todo:
+        done = stored.get(key) or fresh.get(key)
+        if done is None:
+            results, reasons = _analyze_file(file, changed, whole)
+            done = _Stored(tuple(results), tuple(reasons))
+            if memo is not None:
+                fresh[key] = done
+        found += done.findings
+        skipped += [Skip(file.path, reason) for reason in done.reasons]
+    _keep(memo, fresh)
     return Analysis(tuple(found), tuple(skipped))
 
 
@@ -219,10 +319,10 @@ def analyze_sources(sources: Iterable[tuple[str, str]]) -> Analysis:
 
 
 def _analyze_file(
-    file: ChangedFile, changed: set[int], read: Callable[[str], bytes | None] | None
+    file: ChangedFile, changed: set[int], whole: bytes | None
 ) -> tuple[list[Finding], list[str]]:
-    """One file's findings on its changed lines, and why parts of it were not analyzed."""
-    whole = _whole_file(file, read)
+    """One file's findings on its changed lines, and why parts of it were not analyzed
+    (``whole``: the new file as the checkout holds it, when it agrees with the diff)."""
     if whole is not None:
         blocks = _changed_blocks(whole, _code_lines(file) or changed)
         if blocks is not None:

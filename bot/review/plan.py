@@ -105,6 +105,7 @@ def plan_diff(
     lookup: Lookup | None = None,
     earlier: Sequence[Finding] = (),
     dismissed: Sequence[Dismissal] = (),
+    memo: analyzers.Memo | None = None,
 ) -> Plan:
     """Plan the review of a unified diff (the CLI's ``--diff`` and a pull request's diff)."""
     parsed = diffmod.parse_diff(diff_text)
@@ -119,6 +120,7 @@ def plan_diff(
         lookup=lookup,
         earlier=earlier,
         dismissed=dismissed,
+        memo=memo,
     )
 
 
@@ -134,15 +136,17 @@ def plan_change(
     lookup: Lookup | None = None,
     earlier: Sequence[Finding] = (),
     dismissed: Sequence[Dismissal] = (),
+    memo: analyzers.Memo | None = None,
 ) -> Plan:
-    """Filter a change's files, run the analyzers on them, and plan the rest."""
+    """Filter a change's files, run the analyzers on them, and plan the rest (``memo``: where
+    analyses are kept, so a push re-analyzes only the files it changed)."""
     config = config or RepoConfig()
     kept, skipped = diffmod.filter_files(files, config.filter_rules)
     kept = risk.sensitive_first(kept)  # a unit cap never drops auth, crypto, workflows, IaC
     if pr is not None:
         pr = dataclasses.replace(pr, files=tuple(f.path for f in kept))
     decision = risk.route([*(f.path for f in kept), *(s.path for s in skipped)])
-    analysis = analyzers.analyze(kept, read)
+    analysis = analyzers.analyze(kept, read, memo)
     return plan_files(
         kept,
         skipped=(*extra_skipped, *skipped, *analysis.skipped),

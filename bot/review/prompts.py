@@ -12,12 +12,13 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot import diff as diffmod
 from bot.diff import ReviewUnit
+
+if TYPE_CHECKING:  # loaded on first use, by environment()
+    import jinja2
 
 # Bump when the policy, schema or templates change in a way that should invalidate cached prefixes
 # (the prefix sha changes anyway; the version tells humans and reports which policy judged a PR).
@@ -142,6 +143,8 @@ def _load_template(name: str) -> str:
 @functools.cache
 def environment() -> jinja2.Environment:
     """The jinja environment over the ``prompts`` package (StrictUndefined, plain text)."""
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(_load_template),
         undefined=jinja2.StrictUndefined,

@@ -166,6 +166,58 @@ class FileResultStore:
         write_atomic(self._last_path(scope), _ENCODER.encode(tuple(findings)))
 
 
+ANALYSIS_PREFIX = "secreview:analysis:"
+
+
+class RedisBlobs:
+    """Opaque values in Redis under ``prefix`` + key (``analyzers.Memo``), with a TTL."""
+
+    def __init__(self, client: Any, prefix: str = ANALYSIS_PREFIX, ttl_s: int = RESULT_TTL_S):
+        self.redis, self.prefix, self.ttl = client, prefix, ttl_s
+
+    def get_many(self, keys: Collection[str]) -> dict[str, bytes]:
+        """The stored values among ``keys`` (one round trip)."""
+        ordered = list(dict.fromkeys(keys))
+        if not ordered:
+            return {}
+        raws = self.redis.mget([self.prefix + k for k in ordered])
+        return {k: raw for k, raw in zip(ordered, raws, strict=True) if isinstance(raw, bytes)}
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Store ``items`` (one round trip)."""
+        if not items:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(self.prefix + key, value, ex=self.ttl)
+        pipe.execute()
+
+
+class FileBlobs:
+    """Opaque values as files under a cache directory (``analyzers.Memo``, the CLI's)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def get_many(self, keys: Collection[str]) -> dict[str, bytes]:
+        """The stored values among ``keys``."""
+        out = {}
+        for key in keys:
+            try:
+                out[key] = self._path(key).read_bytes()
+            except OSError:
+                continue
+        return out
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Store ``items``, each written whole or not at all."""
+        for key, value in items.items():
+            write_atomic(self._path(key), value)
+
+
 def lookup_in(store: ResultStore) -> Any:
     """A planning lookup (path → key in, path → stored result out) over ``store``."""
 
