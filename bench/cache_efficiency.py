@@ -14,9 +14,11 @@ Printed from one run, per push and in total: prompt tokens sent, cached tokens, 
   content when a window of ``WINDOW`` tokens around it was sent in an earlier request, wherever it
   stood there: content resent at another place counts, so resending unchanged files scores low
   even where the layout keeps a long common prefix;
-- the baselines: the same traffic with no prefix cache at all, and the cost of resending the
+- the baselines: the same traffic with no prefix cache at all; the cost of resending the
   whole pull request every push (the command with ``--no-cache`` once the build has it; until
-  then every push resends the whole pull request anyway, and the default run is that baseline).
+  then every push resends the whole pull request anyway, and the default run is that baseline),
+  through the same caching emulator; and that resent traffic priced with no prefix cache, the
+  naive reviewer that neither reuses results nor lays requests out for a cache.
 
 The results of unchanged files are reused across pushes by the run itself (issue 10, part 1):
 whenever the build has it, the default run here picks it up with no change to this harness (the
@@ -418,6 +420,7 @@ def summarise(pushes: Sequence[Push], resend: Sequence[Push] | None) -> dict[str
         for name in ("requests", "prompt", "cached", "completion", "repeated", "servable"):
             setattr(total, name, getattr(total, name) + getattr(p, name))
     resend_cost = sum(p.cost for p in (resend if resend is not None else pushes))
+    naive_cost = sum(p.cost_uncached for p in (resend if resend is not None else pushes))
     one_file = [p for p in pushes[1:] if p.files == 1]
     return {
         "pushes": [
@@ -441,6 +444,8 @@ def summarise(pushes: Sequence[Push], resend: Sequence[Push] | None) -> dict[str
         "cost_usd": round(total.cost, 6),
         "baseline_no_cache_usd": round(total.cost_uncached, 6),
         "baseline_resend_usd": round(resend_cost, 6),
+        "baseline_naive_usd": round(naive_cost, 6),
+        "share_of_naive": round(total.cost / naive_cost, 4) if naive_cost else 0.0,
         "resend_measured": resend is not None,
         "share_of_resend": round(total.cost / resend_cost, 4) if resend_cost else 0.0,
         "one_file_push_share_of_first": round(one_file[0].cost / pushes[0].cost, 4)
@@ -476,8 +481,9 @@ def _print(rows: Sequence[Mapping[str, Any]]) -> None:
             f"(cached {row['cached_tokens']:,} / repeated {row['repeated_tokens']:,}); "
             f"baselines: no cache ${row['baseline_no_cache_usd']:.5f}, resend every push "
             f"${row['baseline_resend_usd']:.5f}"
-            f"{'' if row['resend_measured'] else ' (= this run: the build resends anyway)'}; "
-            f"{row['share_of_resend']:.1%} of resend"
+            f"{'' if row['resend_measured'] else ' (= this run: the build resends anyway)'}, "
+            f"naive (resend, no prefix cache) ${row['baseline_naive_usd']:.5f}; "
+            f"{row['share_of_resend']:.1%} of resend, {row['share_of_naive']:.1%} of naive"
             + (f"; a 1-file push costs {share:.1%} of the first review" if share else "")
         )
 

@@ -5,7 +5,11 @@ The repository is a generated Python project (40 modules of 250-450 lines of ord
 code, a few with real weaknesses); the pull request edits three to five places in each module.
 Every measurement is the wall time of a fresh process, as a user sees it, best of REPEATS: the
 baseline is ``python -c "PatchSet(open(diff).read())"``; then the default command (offline,
-default settings) with and without ``--repo``. Target: <= 3x the baseline with ``--repo``.
+default settings) with and without ``--repo``, each from an empty cache directory (a first
+review). Target: <= 3x the baseline with ``--repo``.
+
+Two more rows measure what a later run pays, with the cache the earlier run left (analyses are
+kept by content): the same review again, and the review after a push that changed one module.
 ``python -m bench.review_speed [LABEL]`` keeps each label's row (``before`` from an older build).
 """
 
@@ -15,6 +19,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -143,14 +148,24 @@ def _unified(path: str, old: list[str], new: list[str]) -> str:
     )
 
 
-def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+def wall(
+    cmd: list[str], env: dict[str, str], cache: Path | None = None, warm: Path | None = None
+) -> tuple[float, float]:
     """Best wall time and best CPU time (user + system) of REPEATS fresh-process runs of ``cmd``.
 
     The machine is shared: CPU time is what the command itself costs, wall time what a user
-    waits on a quiet machine at best.
+    waits on a quiet machine at best. With ``cache``, every run starts from that cache
+    directory as ``warm`` left it (empty without ``warm``), set up outside the timing.
     """
     best_wall = best_cpu = float("inf")
     for _ in range(REPEATS):
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
+            if warm is not None:
+                shutil.copytree(warm, cache)
+            else:
+                cache.mkdir(parents=True)
+            env = {**env, "XDG_CACHE_HOME": str(cache)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
@@ -177,12 +192,26 @@ def main() -> int:
         )
         base = [py, "-m", "bot.cli", "review", "--diff", str(diff), "--format", "json", "-q"]
         base += ["--fail-on", "none"]
-        plain = wall(base, env)
-        with_repo = wall([*base, "--repo", str(repo)], env)
+        cache, warm = Path(tmp) / "cache", Path(tmp) / "warm"
+        plain = wall(base, env, cache)
+        with_repo = wall([*base, "--repo", str(repo)], env, cache)
+        # The cache a first review leaves, then the same review again from it.
+        shutil.rmtree(cache, ignore_errors=True)
         out = subprocess.run(
-            [*base, "--repo", str(repo)], env=env, check=True, capture_output=True, text=True
+            [*base, "--repo", str(repo)],
+            env={**env, "XDG_CACHE_HOME": str(warm)},
+            check=True,
+            capture_output=True,
+            text=True,
         )
         report = json.loads(out.stdout)
+        rerun = wall([*base, "--repo", str(repo)], env, cache, warm)
+        # A push that adds a function to one module: the pull request's whole diff again.
+        pushed = Path(tmp) / "push.diff"
+        pushed.write_text(push_one(repo, modules, diff.read_text(encoding="utf-8")), "utf-8")
+        push_cmd = [py, "-m", "bot.cli", "review", "--diff", str(pushed), "--format", "json"]
+        push_cmd += ["-q", "--fail-on", "none", "--repo", str(repo)]
+        push = wall(push_cmd, env, cache, warm)
     row = {
         "files": FILES,
         "module_lines": diff_size(modules),
@@ -194,6 +223,10 @@ def main() -> int:
         "review_repo_cpu_s": round(with_repo[1], 3),
         "ratio_wall": round(plain[0] / bare[0], 2),
         "ratio_repo_wall": round(with_repo[0] / bare[0], 2),
+        "rerun_repo_wall_s": round(rerun[0], 3),
+        "push_repo_wall_s": round(push[0], 3),
+        "ratio_rerun_wall": round(rerun[0] / bare[0], 2),
+        "ratio_push_wall": round(push[0] / bare[0], 2),
         "ratio_cpu": round(plain[1] / bare[1], 2),
         "ratio_repo_cpu": round(with_repo[1] / bare[1], 2),
         "findings": len(report["findings"]),
@@ -204,6 +237,8 @@ def main() -> int:
         f"{plain[0]:.3f}s / {plain[1]:.3f}s ({row['ratio_wall']}x / {row['ratio_cpu']}x) · "
         f"review --repo {with_repo[0]:.3f}s / {with_repo[1]:.3f}s "
         f"({row['ratio_repo_wall']}x / {row['ratio_repo_cpu']}x, target <= {TARGET}x) · "
+        f"again {rerun[0]:.3f}s ({row['ratio_rerun_wall']}x) · after a 1-file push "
+        f"{push[0]:.3f}s ({row['ratio_push_wall']}x) · "
         f"{row['findings']} findings ({row['bandit_findings']} bandit)"
     )
     label = sys.argv[1] if len(sys.argv) > 1 else "after"
@@ -224,6 +259,17 @@ def _previous() -> dict[str, Any]:
 def _commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return out.stdout.strip()
+
+
+def push_one(repo: Path, modules: list[tuple[str, list[str]]], diff: str) -> str:
+    """Add a function to the first module in the checkout; the pull request's diff after it."""
+    path, old = modules[0]
+    new = (repo / path).read_text(encoding="utf-8").rstrip("\n").split("\n")
+    new += ["", "", *(t.format(n="pushed") for t in _ADDED[2])]
+    (repo / path).write_text("\n".join(new) + "\n", encoding="utf-8")
+    start = diff.index(f"diff --git a/{path} ")
+    end = diff.find("diff --git a/", start + 1)
+    return diff[:start] + _unified(path, old, new) + (diff[end:] if end >= 0 else "")
 
 
 def diff_size(modules: list[tuple[str, list[str]]]) -> int:

@@ -396,13 +396,29 @@ PUSHED = DIFF.replace(
 )
 
 
-def test_a_push_that_changes_one_file_sends_only_that_file(world: World) -> None:
+def test_a_push_that_changes_one_file_sends_only_that_file(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.review import analyzers
+
+    analyzed: list[str] = []
+    real = analyzers.bandit_file
+
+    def counted(path: str, source: bytes) -> Any:
+        analyzed.append(path)
+        return real(path, source)
+
+    monkeypatch.setattr(analyzers, "bandit_file", counted)
     world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
     assert world.review().startswith("published")
+    assert {"shop/app.py", "shop/db.py"} <= set(analyzed)
+    assert world.rt.redis.keys("secreview:analysis:*")  # the analyses are kept in Redis
     first = {f["body"].split("fp=")[1][:16] for f in world.github.review_comments}
     seen = len(world.model.state.requests)
+    analyzed.clear()
     world.github.push(REPO, 7, "e" * 40, PUSHED)
     assert world.review("e" * 40, "synchronize").startswith("published")
+    assert set(analyzed) == {"shop/db.py"}  # bandit ran again on the changed file only
     sent = submitted_text(world, seen)
     # The diff segments sent: the changed file's only (the PR's file list still names both).
     assert "### shop/db.py (modified)" in sent and "### shop/app.py (modified)" not in sent
