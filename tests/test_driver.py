@@ -421,7 +421,7 @@ def test_a_push_that_changes_one_file_sends_only_that_file(
     assert set(analyzed) == {"shop/db.py"}  # bandit ran again on the changed file only
     sent = submitted_text(world, seen)
     # The diff segments sent: the changed file's only (the PR's file list still names both).
-    assert "### shop/db.py (modified)" in sent and "### shop/app.py (modified)" not in sent
+    assert "### shop/db.py (modified" in sent and "### shop/app.py (modified" not in sent
     summary = world.github.issue_comments[0]["body"]
     assert "Unchanged since an earlier review" in summary and "`shop/app.py`" in summary
     # Nothing of the unchanged file was lost or posted twice.
@@ -496,3 +496,47 @@ def test_the_sweeper_drops_what_a_dead_worker_left_unacked_and_only_that(world: 
     assert driver.sweep_unacked(world.rt) == 2
     left = {k.decode() for k in world.rt.redis.hkeys(driver.UNACKED)}
     assert left == {"unstarted-job", "garbage"}
+
+
+ARGS_LINE = (
+    '+    rows = db.search_products(db.connect(), request.args["q"], '
+    'request.args.get("order", "id"))'
+)
+
+
+def test_a_push_sends_only_the_lines_it_changed_and_keeps_the_findings_elsewhere(
+    world: World,
+) -> None:
+    world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
+    assert world.review().startswith("published")
+    earlier = {
+        c["body"].split("fp=")[1][:16]: c["line"]
+        for c in world.github.review_comments
+        if c["path"] == "shop/app.py" and "fp=" in c["body"]
+    }
+    assert len(earlier) >= 2
+    seen = len(world.model.state.requests)
+    pushed = DIFF.replace(ARGS_LINE, ARGS_LINE.replace('"order", "id"', '"order", "name"'))
+    assert pushed != DIFF
+    world.github.push(REPO, 7, "e" * 40, pushed)
+    assert world.review("e" * 40, "synchronize").startswith("published")
+    sent = "".join(
+        m["content"]
+        for r in world.model.state.requests[seen:]
+        if r.kind == "submit"
+        for q in r.body["requests"]
+        for m in q["messages"]
+        if m["role"] == "user"
+    )
+    # Only the changed line, its neighbours and the line opening its function are sent again.
+    assert "### shop/app.py (modified, changes since the last review)" in sent
+    assert 'request.args.get("order", "name")' in sent and "def search():" in sent
+    assert "yaml.load(request.data)" not in sent and "verify=False" not in sent
+    # The findings on lines the push did not touch stay open, inline, with their fingerprints;
+    # none is reported fixed, and none was sent to the second look again.
+    summary = world.github.issue_comments[0]["body"]
+    open_marker = summary.split("secreview:open")[1]
+    kept = [fp for fp in earlier if fp in open_marker]
+    assert len(kept) >= 2
+    assert not any(c["body"].startswith("Fixed in") for c in world.github.review_comments)
+    assert not any(fp in sent for fp in kept)

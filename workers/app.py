@@ -118,7 +118,8 @@ class PullRequestSource:
             ) from None
         if pr.draft and not config.review_drafts:
             raise SkipRun("draft pull request (review_drafts is off)")
-        earlier = RedisResultStore(self.redis).last(review_scope(job.repo, job.pr))
+        stored = RedisResultStore(self.redis)
+        earlier = stored.last(review_scope(job.repo, job.pr))
         dismissed: tuple[Any, ...] = ()
         if earlier or seen_before or job.trigger != "opened":
             # Not a pull request's first review: what was posted, and what people dismissed.
@@ -137,6 +138,7 @@ class PullRequestSource:
             "earlier": earlier,
             "dismissed": dismissed,
             "memo": RedisBlobs(self.redis),
+            "seen": stored.views(review_scope(job.repo, job.pr)),
         }
         if change.text is not None:
             return plan_diff(change.text, **common)

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -202,7 +202,9 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     if not parsed.files:  # an empty diff is a broken pipeline, not a clean change
         raise UsageError(f"the diff {args.diff!r} is empty: nothing to review")
 
-    def make_plan(lookup: Lookup | None, earlier: Sequence[Finding]) -> Plan:
+    def make_plan(
+        lookup: Lookup | None, earlier: Sequence[Finding], seen: Mapping[str, Sequence[str]]
+    ) -> Plan:
         return plan_change(
             parsed.files,
             repo=repo,
@@ -213,6 +215,7 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
             lookup=lookup,
             earlier=earlier,
             memo=where.memo(),
+            seen=seen,
         )
 
     if models is None:

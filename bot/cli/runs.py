@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def lookup_for(results: FileResultStore | None) -> Lookup | None:
 
 
 def drive_local(
-    make_plan: Callable[[Lookup | None, Sequence[Finding]], Plan],
+    make_plan: Callable[[Lookup | None, Sequence[Finding], Mapping[str, Sequence[str]]], Plan],
     *,
     kind: str,
     settings: Settings,
@@ -94,14 +94,16 @@ def drive_local(
     """Plan (reusing stored per-file results), run to the end here, return the final result.
 
     ``scope`` names what later reviews continue (a checkout): its last findings are shown to
-    the model again, so a re-review says which persist instead of writing them out again.
+    the model again, so a re-review says which persist instead of writing them out again, and
+    a file changed since is sent narrowed to what changed (``make_plan``'s third argument).
     """
     store, results, scratch = where.stores()
     if models is None:
         results = None  # analyzers only: no model answers to reuse or to keep
     try:
         earlier = results.last(scope) if results is not None and scope else ()
-        plan = make_plan(lookup_for(results), earlier)
+        seen = results.views(scope) if results is not None and scope else {}
+        plan = make_plan(lookup_for(results), earlier, seen)
         key = f"{kind}-{planning.digest(plan)}"
         run = store.load(key)
         if run is not None and run.phase == "done":

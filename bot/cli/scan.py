@@ -134,7 +134,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     knobs = PlanOptions(budget_tokens=settings.unit_token_budget, model=settings.model)
     planned: list[TreePlan] = []
 
-    def make_plan(lookup: Any, _earlier: Any) -> Any:
+    def make_plan(lookup: Any, _earlier: Any, _seen: Any) -> Any:
         tree = plan_tree(
             entries,
             repo=context,

@@ -54,6 +54,8 @@ class ChangedFile:
     is_binary: bool = False
     old_mode: str | None = None
     new_mode: str | None = None
+    # Only the lines changed since the last review are in ``hunks`` (bot.diff.delta).
+    narrowed: bool = False
 
     @property
     def added(self) -> int:
@@ -124,6 +126,7 @@ class UnitSegment:
     status: FileStatus
     hunks: tuple[Hunk, ...]
     part: tuple[int, int] | None = None  # (k, n) when a huge hunk was split into n parts
+    narrowed: bool = False  # only the lines changed since the last review (bot.diff.delta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,19 +432,28 @@ def render_hunk(hunk: Hunk, lines: Sequence[DiffLine] | None = None) -> str:
     return header + "".join(body)
 
 
-def segment_header(path: str, status: FileStatus, part: tuple[int, int] | None = None) -> str:
-    """The line introducing a file in a unit: ``### path (status)`` or ``(status, part k/n)``."""
+NARROWED = "changes since the last review"
+
+
+def segment_header(
+    path: str, status: FileStatus, part: tuple[int, int] | None = None, narrowed: bool = False
+) -> str:
+    """The line introducing a file in a unit: ``### path (status)`` or ``(status, part k/n)``,
+    with ``, changes since the last review`` when only those lines are shown."""
     if not path.isprintable():
         # a path is PR-controlled text: a newline in it must not start a line of its own
         path = path.encode("unicode_escape").decode("ascii")
     suffix = f", part {part[0]}/{part[1]}" if part else ""
+    if narrowed:
+        suffix += f", {NARROWED}"
     return f"### {path} ({status}{suffix})"
 
 
 def render_segment(segment: UnitSegment) -> str:
     """A unit segment as sent: its header line, then its rendered hunks."""
     hunks = "".join(render_hunk(h) for h in segment.hunks)
-    return f"{segment_header(segment.path, segment.status, segment.part)}\n{hunks}"
+    header = segment_header(segment.path, segment.status, segment.part, segment.narrowed)
+    return f"{header}\n{hunks}"
 
 
 def render_unit_diff(unit: ReviewUnit) -> str:

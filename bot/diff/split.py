@@ -344,10 +344,11 @@ def _limit_skips(units: list[list[_Piece]], max_units: int) -> list[Skip]:
 
 def _file_pieces(file: ChangedFile, limit: int, skipped: list[Skip]) -> Iterator[_Piece]:
     """Segments of one file: the whole file, or runs of hunks, or parts of a huge hunk."""
-    header = segment_header(file.path, file.status)
+    header = segment_header(file.path, file.status, narrowed=file.narrowed)
     texts = [render_hunk(h) for h in file.hunks]
     if len(header) + 1 + sum(map(len, texts)) <= limit:
-        yield UnitSegment(file.path, file.status, file.hunks), header + "\n" + "".join(texts)
+        segment = UnitSegment(file.path, file.status, file.hunks, narrowed=file.narrowed)
+        yield segment, header + "\n" + "".join(texts)
         return
     run: list[int] = []
     size = len(header) + 1
@@ -366,9 +367,8 @@ def _file_pieces(file: ChangedFile, limit: int, skipped: list[Skip]) -> Iterator
 
 def _run_piece(file: ChangedFile, header: str, run: list[int], texts: list[str]) -> _Piece:
     hunks = tuple(file.hunks[i] for i in run)
-    return UnitSegment(file.path, file.status, hunks), header + "\n" + "".join(
-        texts[i] for i in run
-    )
+    segment = UnitSegment(file.path, file.status, hunks, narrowed=file.narrowed)
+    return segment, header + "\n" + "".join(texts[i] for i in run)
 
 
 def _line_size(ln: DiffLine) -> int:
@@ -380,7 +380,8 @@ def _line_size(ln: DiffLine) -> int:
 def _hunk_parts(file: ChangedFile, hunk: Hunk, limit: int, skipped: list[Skip]) -> list[_Piece]:
     """A hunk too big for one unit, cut at line boundaries into parts that each fit."""
     widest = (len(hunk.lines), len(hunk.lines))
-    fixed = len(segment_header(file.path, file.status, widest)) + 1 + len(render_hunk(hunk, ()))
+    widest_header = segment_header(file.path, file.status, widest, file.narrowed)
+    fixed = len(widest_header) + 1 + len(render_hunk(hunk, ()))
     room = limit - fixed
     if room < _MIN_LINE_ROOM:
         skipped.append(Skip(file.path, f"hunk {hunk.index + 1}: path too long for the unit budget"))
@@ -401,8 +402,10 @@ def _hunk_parts(file: ChangedFile, hunk: Hunk, limit: int, skipped: list[Skip]) 
     pieces: list[_Piece] = []
     for k, lines in enumerate(slices, 1):
         part = dataclasses.replace(hunk, lines=tuple(lines))
-        segment = UnitSegment(file.path, file.status, (part,), part=(k, total))
-        header = segment_header(file.path, file.status, (k, total))
+        segment = UnitSegment(
+            file.path, file.status, (part,), part=(k, total), narrowed=file.narrowed
+        )
+        header = segment_header(file.path, file.status, (k, total), file.narrowed)
         pieces.append((segment, f"{header}\n{render_hunk(part)}"))
     return pieces
 

@@ -23,12 +23,46 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.diff import ChangedFile, ReviewUnit
+from bot.diff import ChangedFile, ReviewUnit, UnitSegment
 from bot.findings import Finding, Rejection, place_findings
 from bot.review.prompts import PreviousFinding
 
 Fate = Literal["persists", "fixed", "unknown"]
 _FENCED = re.compile(r"\A```[ \t]*(?:json)?[ \t]*\n(?P<body>.*)\n[ \t]*```\Z", re.DOTALL | re.I)
+
+
+_MODEL_FIELDS = frozenset(
+    {
+        "path",
+        "line",
+        "start_line",
+        "severity",
+        "cwe",
+        "title",
+        "description",
+        "exploit_scenario",
+        "recommendation",
+        "confidence",
+        "evidence",
+        "suggestion",
+    }
+)
+
+
+def reanchor(
+    earlier: Finding, unit: ReviewUnit, files: Mapping[str, ChangedFile]
+) -> Finding | None:
+    """An earlier finding placed again on ``unit`` by the code it cites, keeping its
+    fingerprint; None when that code is not in the unit any more."""
+    raw = {k: v for k, v in earlier.to_json().items() if k in _MODEL_FIELDS and v is not None}
+    placed, _ = place_findings([raw], unit, files)
+    return dataclasses.replace(placed[0], fingerprint=earlier.fingerprint) if placed else None
+
+
+def whole_file_unit(file: ChangedFile, unit_id: str = "") -> ReviewUnit:
+    """A unit holding all of ``file``'s patch (to place findings on lines a narrowed unit does
+    not show)."""
+    return ReviewUnit(unit_id, (UnitSegment(file.path, file.status, file.hunks),), 0)
 
 
 def previous_for(

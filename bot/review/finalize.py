@@ -8,7 +8,7 @@ the repository says (``on_incomplete``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from bot.findings import Finding, Rejection, ReviewResult, gate_exceeded
@@ -47,12 +47,15 @@ def verification_candidates(
     config: RepoConfig,
     reused: Sequence[str],
     dismissed: Sequence[Dismissal] = (),
+    settled: Collection[str] = (),
 ) -> list[Finding]:
     """The model findings the verification pass should check, in the order ``finalize`` sees them.
 
-    Findings of reused files were checked when they were first reviewed. A finding a
-    deterministic analyzer corroborates is not second-guessed: the analyzer's own finding would
-    be reported unverified anyway, and a reused result must judge it as a fresh one does.
+    Findings of reused files were checked when they were first reviewed, and so were the
+    ``settled`` fingerprints (earlier findings on code a narrowed re-review did not show). A
+    finding a deterministic analyzer corroborates is not second-guessed: the analyzer's own
+    finding would be reported unverified anyway, and a reused result must judge it as a fresh
+    one does.
     """
     kept, _ = suppress.apply(result, config)
     remaining, _ = feedback.apply(kept.findings, dismissed)
@@ -61,7 +64,10 @@ def verification_candidates(
     return [
         f
         for f in excluded.findings
-        if f.source == "model" and f.path not in skip and not f.corroborated_by
+        if f.source == "model"
+        and f.path not in skip
+        and f.fingerprint not in settled
+        and not f.corroborated_by
     ]
 
 

@@ -20,22 +20,6 @@ from bot.review import continuity
 from bot.review.plan import Plan
 
 INVALID_OUTPUT = "invalid_model_output"
-_MODEL_FIELDS = frozenset(
-    {
-        "path",
-        "line",
-        "start_line",
-        "severity",
-        "cwe",
-        "title",
-        "description",
-        "exploit_scenario",
-        "recommendation",
-        "confidence",
-        "evidence",
-        "suggestion",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +69,8 @@ def evaluate(
         placed, rejected = fnd.place_findings(
             raw, unit, plan.files, confidence_floor=min_confidence
         )
-        return UnitOutcome(unit_id, tuple(placed), tuple(rejected), model=model)
+        kept = _kept(plan, unit_id, placed)
+        return UnitOutcome(unit_id, (*placed, *kept), tuple(rejected), model=model)
     # A re-review: continued findings keep their fingerprint, persisting ones are carried over.
     placed, rejected = continuity.place(
         raw, unit, plan.files, shown, confidence_floor=min_confidence
@@ -97,15 +82,24 @@ def evaluate(
         for f in continuity.carry(plan.earlier.values(), said.persisting)
         if f.fingerprint not in have
     ]
-    return UnitOutcome(unit_id, (*placed, *carried), tuple(rejected), model=model, fixed=said.fixed)
+    kept = _kept(plan, unit_id, [*placed, *carried])
+    return UnitOutcome(
+        unit_id, (*placed, *carried, *kept), tuple(rejected), model=model, fixed=said.fixed
+    )
+
+
+def _kept(plan: Plan, unit_id: str, answered: Iterable[Finding]) -> list[Finding]:
+    """The earlier findings on code the unit did not show (narrowed files): kept as they were,
+    unless the answer already placed them."""
+    have = {f.fingerprint for f in answered}
+    return [f for f in plan.carried.get(unit_id, ()) if f.fingerprint not in have]
 
 
 def _replaced(earlier: Finding, unit: ReviewUnit, plan: Plan) -> Finding:
     """An earlier finding the model says persists, anchored again on the code it cites."""
-    raw = {k: v for k, v in earlier.to_json().items() if k in _MODEL_FIELDS and v is not None}
-    placed, _ = fnd.place_findings([raw], unit, plan.files)
-    if placed:
-        return dataclasses.replace(placed[0], fingerprint=earlier.fingerprint)
+    placed = continuity.reanchor(earlier, unit, plan.files)
+    if placed is not None:
+        return placed
     # Its code is not in this unit's hunks any more (an untouched part of the file): it stays,
     # reported in the summary rather than on a line the diff does not show.
     return dataclasses.replace(earlier, unit=unit.id, on_diff=False)

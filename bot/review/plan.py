@@ -18,7 +18,7 @@ import msgspec
 
 from bot import diff as diffmod
 from bot import findings as fnd
-from bot.diff import ChangedFile, ReviewUnit, Skip
+from bot.diff import ChangedFile, ReviewUnit, Skip, delta
 from bot.findings import Finding
 from bot.model.values import ModelRequest
 from bot.redact.run import RunRedaction
@@ -78,6 +78,9 @@ class Plan:
     previous: dict[str, tuple[PreviousFinding, ...]] = field(default_factory=dict)
     earlier: dict[str, Finding] = field(default_factory=dict)
     dismissed: tuple[Dismissal, ...] = ()
+    # Unit id → earlier findings on lines of its narrowed files that the unit does not show
+    # (bot.diff.delta): unchanged code, so they stay as they were, without asking the model.
+    carried: dict[str, tuple[Finding, ...]] = field(default_factory=dict)
 
     def request(self, unit_id: str) -> ModelRequest:
         """The request that reviews ``unit_id``."""
@@ -106,6 +109,7 @@ def plan_diff(
     earlier: Sequence[Finding] = (),
     dismissed: Sequence[Dismissal] = (),
     memo: analyzers.Memo | None = None,
+    seen: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     """Plan the review of a unified diff (the CLI's ``--diff`` and a pull request's diff)."""
     parsed = diffmod.parse_diff(diff_text)
@@ -121,6 +125,7 @@ def plan_diff(
         earlier=earlier,
         dismissed=dismissed,
         memo=memo,
+        seen=seen,
     )
 
 
@@ -137,6 +142,7 @@ def plan_change(
     earlier: Sequence[Finding] = (),
     dismissed: Sequence[Dismissal] = (),
     memo: analyzers.Memo | None = None,
+    seen: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     """Filter a change's files, run the analyzers on them, and plan the rest (``memo``: where
     analyses are kept, so a push re-analyzes only the files it changed)."""
@@ -159,6 +165,7 @@ def plan_change(
         lookup=lookup,
         earlier=earlier,
         dismissed=dismissed,
+        seen=seen,
     )
 
 
@@ -177,6 +184,7 @@ def plan_files(
     secret_only: Sequence[tuple[str, str]] = (),
     earlier: Sequence[Finding] = (),
     dismissed: Sequence[Dismissal] = (),
+    seen: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     """Redact, detect, split and build one request per review unit, for filtered files.
 
@@ -184,7 +192,10 @@ def plan_files(
     their stored results are carried in ``Plan.reused``. ``secret_only`` are whole files
     (path, text) read for secrets but not reviewed, such as the documentation a scan skips.
     ``earlier``: the model's findings of the last review of this change (a pull request's last
-    head); each unit is shown those on its files, so a re-review continues them.
+    head); each unit is shown those on its files, so a re-review continues them. ``seen``: what
+    that review was shown of each file (``bot.diff.delta.new_side``); a file that changed since
+    is sent narrowed to the lines that changed, and its earlier findings on lines not sent are
+    kept as they are (``Plan.carried``).
     """
     opts = options or PlanOptions()
     config = config or RepoConfig()
@@ -215,14 +226,42 @@ def plan_files(
     }
     reused = dict(lookup(keys)) if lookup is not None and keys else {}
     todo = [f for f in clean_files if f.path not in reused]
-    split = diffmod.split_units(todo, opts.budget_tokens, opts.max_units)
+    views = seen or {}
+    narrowed = {
+        f.path: small
+        for f in todo
+        if f.path in views and (small := delta.changed_since(f, views[f.path]))
+    }
+    kept_as_is = _outside(narrowed, before, by_path)
+    split = diffmod.split_units(
+        [narrowed.get(f.path, f) for f in todo], opts.budget_tokens, opts.max_units
+    )
     affinity = prompts.affinity_key(opts.installation, repo.repo, prefix.sha256, kind)
+    settled = {f.fingerprint for kept in kept_as_is.values() for f in kept}
     shown = {
         u.id: continuity.previous_for(
-            u, [continuity.as_previous(f) for p in u.paths for f in before.get(p, ())]
+            u,
+            [
+                continuity.as_previous(f)
+                for p in u.paths
+                for f in before.get(p, ())
+                if f.fingerprint not in settled
+            ],
         )
         for u in split.units
     }
+    first_unit: dict[str, str] = {}
+    for u in split.units:
+        for p in u.paths:
+            first_unit.setdefault(p, u.id)
+    carried: dict[str, tuple[Finding, ...]] = {}
+    for p, kept in kept_as_is.items():
+        if p in first_unit:  # a file the unit cap left out is reported as not reviewed
+            uid = first_unit[p]
+            carried[uid] = (
+                *carried.get(uid, ()),
+                *(dataclasses.replace(f, unit=uid) for f in kept),
+            )
     requests = tuple(
         _request(prefix, u, pr, placed, opts.max_tokens, shown[u.id]) for u in split.units
     )
@@ -245,7 +284,33 @@ def plan_files(
         previous={uid: found for uid, found in shown.items() if found},
         earlier={f.fingerprint: f for p in unit_paths for f in before.get(p, ()) if f.fingerprint},
         dismissed=tuple(dismissed),
+        carried={uid: found for uid, found in carried.items() if found},
     )
+
+
+def _outside(
+    narrowed: Mapping[str, ChangedFile],
+    before: Mapping[str, Sequence[Finding]],
+    files: Mapping[str, ChangedFile],
+) -> dict[str, tuple[Finding, ...]]:
+    """The earlier findings of each narrowed file on lines its narrowed patch does not show:
+    placed again on the whole patch (the code they cite is unchanged there), fingerprint kept.
+    """
+    out: dict[str, tuple[Finding, ...]] = {}
+    for path, small in narrowed.items():
+        visible = {ln.new_lineno for h in small.hunks for ln in h.lines if ln.new_lineno}
+        whole = continuity.whole_file_unit(files[path])
+        kept = []
+        for f in before.get(path, ()):
+            placed = continuity.reanchor(f, whole, files)
+            if placed is None:
+                continue  # its code changed: the model is shown it and says what became of it
+            lines = set(range(placed.start_line or placed.line, placed.line + 1))
+            if not lines & visible:
+                kept.append(placed)
+        if kept:
+            out[path] = tuple(kept)
+    return out
 
 
 def _earlier_by_path(

@@ -48,11 +48,26 @@ class ResultStore(Protocol):
 
     def put_last(self, scope: str, findings: Sequence[Finding]) -> None: ...
 
+    def views(self, scope: str) -> dict[str, tuple[str, ...]]: ...
+
+    def put_views(self, scope: str, views: Mapping[str, Sequence[str]]) -> None: ...
+
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(FileResult)
 _LAST = msgspec.json.Decoder(tuple[Finding, ...])
 LAST_PREFIX = "secreview:last:"
+VIEWS_PREFIX = "secreview:views:"
+_VIEWS = msgspec.json.Decoder(dict[str, tuple[str, ...]])
+
+
+def _decode_views(raw: bytes | str | None) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    try:
+        return _VIEWS.decode(raw)
+    except msgspec.DecodeError:
+        return {}
 
 
 def _decode_last(raw: bytes | str | None) -> tuple[Finding, ...]:
@@ -109,6 +124,15 @@ class RedisResultStore:
         """Keep ``findings`` as ``scope``'s last findings."""
         self.redis.set(LAST_PREFIX + scope, _ENCODER.encode(tuple(findings)), ex=self.ttl)
 
+    def views(self, scope: str) -> dict[str, tuple[str, ...]]:
+        """What the last review of ``scope`` was shown of each file it answered for: the new
+        side of the file's patch (``bot.diff.delta``)."""
+        return _decode_views(self.redis.get(VIEWS_PREFIX + scope))
+
+    def put_views(self, scope: str, views: Mapping[str, Sequence[str]]) -> None:
+        """Keep ``views`` as ``scope``'s (replacing the earlier ones)."""
+        self.redis.set(VIEWS_PREFIX + scope, _ENCODER.encode(dict(views)), ex=self.ttl)
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all (a temporary file, then a rename)."""
@@ -164,6 +188,20 @@ class FileResultStore:
     def put_last(self, scope: str, findings: Sequence[Finding]) -> None:
         """Keep ``findings`` as ``scope``'s last findings."""
         write_atomic(self._last_path(scope), _ENCODER.encode(tuple(findings)))
+
+    def views(self, scope: str) -> dict[str, tuple[str, ...]]:
+        """What the last review of ``scope`` was shown of each file it answered for."""
+        try:
+            return _decode_views(self._views_path(scope).read_bytes())
+        except OSError:
+            return {}
+
+    def put_views(self, scope: str, views: Mapping[str, Sequence[str]]) -> None:
+        """Keep ``views`` as ``scope``'s (replacing the earlier ones)."""
+        write_atomic(self._views_path(scope), _ENCODER.encode(dict(views)))
+
+    def _views_path(self, scope: str) -> Path:
+        return self.root / "views" / f"{hashlib.sha256(scope.encode()).hexdigest()[:32]}.json"
 
 
 ANALYSIS_PREFIX = "secreview:analysis:"

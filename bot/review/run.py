@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.diff import delta
 from bot.errors import ModelError, PayloadTooLarge, SecreviewError
 from bot.findings import ReviewResult
 from bot.model import values as llm
@@ -647,7 +648,11 @@ def _verify(run: RunState, ctx: Context) -> float:
     verifier = ctx.models.verifier() if ctx.models is not None else None
     if state.status == "todo":
         checked = verification_candidates(
-            assemble(run, plan), plan.config, tuple(plan.reused), plan.dismissed
+            assemble(run, plan),
+            plan.config,
+            tuple(plan.reused),
+            plan.dismissed,
+            settled={f.fingerprint for found in plan.carried.values() for f in found},
         )
         if not plan.config.verify or verifier is None or not checked:
             state.status = "done"
@@ -831,7 +836,7 @@ def _publish(run: RunState, ctx: Context) -> float | None:
         return float(retry_after) if retry_after else policy.backoff(run.publish_attempts)
     if plan is not None:
         _store_results(run, ctx, plan, run.final)
-        _store_last(run, ctx, run.final)
+        _store_last(run, ctx, plan, run.final)
     if ctx.budget is not None:
         ctx.budget.charge(run.key, Spend(run.usage_by_model(), run.requests).total)
     run.phase = "done"
@@ -865,13 +870,22 @@ def _store_results(run: RunState, ctx: Context, plan: Plan, final: Final) -> Non
     ctx.results.put_many(items)
 
 
-def _store_last(run: RunState, ctx: Context, final: Final) -> None:
-    """Keep the model's findings (dismissed ones too) for the next review of this change."""
+def _store_last(run: RunState, ctx: Context, plan: Plan, final: Final) -> None:
+    """Keep the model's findings (dismissed ones too) for the next review of this change, and
+    what it was shown of each file the model answered for (its next review of a changed file
+    is narrowed to what changed since: bot.diff.delta)."""
     scope = run.identity.get("scope")
     if ctx.results is None or not scope:
         return
     mine = [f for f in (*final.result.findings, *final.dismissed) if f.source == "model"]
     ctx.results.put_last(str(scope), outcome.with_unit(mine, None))
+    answered = {p for o in unit_outcomes(run, plan) if o.answered for p in plan.unit(o.unit).paths}
+    views: dict[str, tuple[str, ...]] = {}
+    for path in sorted(answered | set(plan.reused)):
+        file = plan.files.get(path)
+        if file is not None and sum(len(h.lines) for h in file.hunks) <= delta.MAX_VIEW_LINES:
+            views[path] = delta.new_side(file)
+    ctx.results.put_views(str(scope), views)
 
 
 def new_run(
