@@ -285,3 +285,34 @@ def test_no_cache_keeps_no_analyses(tmp_path: Path) -> None:
     args = ["review", "--diff", str(DIFF), "--format", "json", "-q", "--no-cache"]
     loaded, _ = loaded_by(args, env)
     assert "bandit" in loaded and not list(tmp_path.rglob("analyses"))
+
+
+def test_a_rerun_after_a_push_sends_only_what_the_push_changed(
+    live: tuple[EmulatorApp, str], emu: EmulatorApp, tmp_path: Path
+) -> None:
+    first = review(live[1], "--format", "json", "--fail-on", "none")
+    assert first.returncode == 0, first.stderr.decode()
+    before = {f["fingerprint"] for f in findings_of(first.stdout) if f["source"] == "model"}
+    seen = len(emu.state.requests)
+    line = '+    image = requests.get(request.args["url"], timeout=5, verify=False)'
+    text = DIFF.read_text(encoding="utf-8")
+    assert line in text
+    pushed = tmp_path / "pushed.diff"
+    pushed.write_text(text.replace(line, line.replace("timeout=5", "timeout=10")), "utf-8")
+    args = ["review", "--diff", str(pushed), "--repo", str(SHOP), "--format", "json"]
+    again = run([*args, "--fail-on", "none"], env=workers_ai(live[1]))
+    assert again.returncode == 0, again.stderr.decode()
+    sent = "".join(
+        m["content"]
+        for r in emu.state.requests[seen:]
+        if r.kind == "submit"
+        for q in r.body["requests"]
+        for m in q["messages"]
+        if m["role"] == "user"
+    )
+    assert "### shop/app.py (modified, changes since the last review)" in sent
+    assert "timeout=10" in sent and "def thumbnail():" in sent
+    assert "yaml.load(request.data)" not in sent and "### shop/db.py" not in sent
+    # Every earlier model finding is still reported, under its fingerprint.
+    after = {f["fingerprint"] for f in findings_of(again.stdout) if f["source"] == "model"}
+    assert before <= after

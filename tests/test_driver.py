@@ -532,8 +532,8 @@ def test_a_push_sends_only_the_lines_it_changed_and_keeps_the_findings_elsewhere
     assert "### shop/app.py (modified, changes since the last review)" in sent
     assert 'request.args.get("order", "name")' in sent and "def search():" in sent
     assert "yaml.load(request.data)" not in sent and "verify=False" not in sent
-    # The findings on lines the push did not touch stay open, inline, with their fingerprints;
-    # none is reported fixed, and none was sent to the second look again.
+    # The findings on lines the push did not touch stay open, inline, with their fingerprints,
+    # without asking the model (they are not even listed to it); none is reported fixed.
     summary = world.github.issue_comments[0]["body"]
     open_marker = summary.split("secreview:open")[1]
     kept = [fp for fp in earlier if fp in open_marker]

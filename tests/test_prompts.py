@@ -27,7 +27,7 @@ from tests.emulators.prefix_cache import block_hashes, render_chat, tokenize
 GOLDEN = Path(__file__).parent / "golden" / "prefix.txt"
 # Pinned on purpose: any change to the policy, schema or templates must be a visible decision
 # (regenerate with SECREVIEW_UPDATE_GOLDEN=1 and update this constant).
-GOLDEN_SHA256 = "4377d9e07fc517064fcb2622abbb17654256c4fd028ce02024d47849c55219be"
+GOLDEN_SHA256 = "98df9da51c5e48968891a0b5966f5a1adfa87a435398f61cd81d084680f96f34"
 
 REPO = RepoContext(
     repo="acme/shop",

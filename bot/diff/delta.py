@@ -5,8 +5,9 @@ already judged (a follow-up commit edits a line or two of a new module); sending
 for those tokens again, outside any cached prefix. :func:`changed_since` compares the new side
 of the file's patch now with the new side the last review was shown (``seen``: its lines'
 text, in order), and keeps only the lines that changed since, with ``CONTEXT`` lines around
-each and the lines that open the blocks each sits in (its function's signature, the branch it
-is in), at their own line numbers. It is the review a person gives a follow-up commit: the
+each, the lines that open the blocks each sits in (its function's signature, the branch it is
+in) and the lines above it that set the names it uses (where its data comes from), at their
+own line numbers. It is the review a person gives a follow-up commit: the
 earlier part of the change was reviewed before, and its open findings stay open.
 
 Content is compared, not positions: a base branch that moved, or hunks that merged, do not
@@ -19,6 +20,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import difflib
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -165,10 +167,56 @@ def _openers(lines: Sequence[DiffLine], wanted: set[int]) -> set[int]:
     return out
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGN = re.compile(r"(?<![=!<>:])(?::|[-+*/%&|^]|<<|>>|\*\*|//)?=(?!=)")
+SOURCE_LOOKBACK = 60  # lines searched above a changed line for where its names were set
+SOURCES_PER_LINE = 3
+
+
+def _assigned(text: str) -> set[str]:
+    """Names a line sets: left of its first ``=`` (``x = …``, ``a, b = …``, ``const x =``,
+    ``x += …``, ``x := …``), or bound by ``for x in`` / ``as x``."""
+    found: set[str] = set()
+    hit = _ASSIGN.search(text)
+    if hit is not None:
+        found.update(_NAME.findall(text[: hit.start()]))
+    stripped = text.strip()
+    if stripped.startswith(("for ", "async for ")) and " in " in stripped:
+        found.update(_NAME.findall(stripped.split(" in ", 1)[0]))
+    if " as " in stripped:
+        found.update(_NAME.findall(stripped.rsplit(" as ", 1)[1]))
+    return found
+
+
+def _sources(lines: Sequence[DiffLine], touched: set[int]) -> set[int]:
+    """For each touched added line, the nearest lines above it (in its hunk) that set a name it
+    uses: where its data comes from, which a security review needs to judge it. Bounded: a
+    few lines each, searched at most ``SOURCE_LOOKBACK`` lines up."""
+    out: set[int] = set()
+    for i in touched:
+        if lines[i].kind != "add":
+            continue
+        wanted = set(_NAME.findall(lines[i].text))
+        found = 0
+        for k in range(i - 1, max(-1, i - 1 - SOURCE_LOOKBACK), -1):
+            ln = lines[k]
+            if ln.new_lineno is None or not wanted:
+                continue
+            sets = _assigned(ln.text) & wanted
+            if sets:
+                out.add(k)
+                wanted -= sets
+                found += 1
+                if found == SOURCES_PER_LINE:
+                    break
+    return out
+
+
 def _parts(hunk: Hunk, touched: set[int], context: int) -> list[Hunk]:
     """The runs of ``hunk``'s lines around each touched line (the removed lines next to it,
-    then ``context`` new-side lines each way) and the lines that open the blocks a touched line
-    is in (a reviewer's bearings: which function, which branch), each run a hunk."""
+    then ``context`` new-side lines each way), the lines that open the blocks a touched line
+    is in (a reviewer's bearings: which function, which branch) and the lines that set the
+    names it uses (where its data comes from), each run a hunk."""
     if not touched:
         return []
     lines = hunk.lines
@@ -182,7 +230,7 @@ def _parts(hunk: Hunk, touched: set[int], context: int) -> list[Hunk]:
                 if lines[k].new_lineno is not None:
                     left -= 1
                 k += step
-    for k in _openers(lines, touched):
+    for k in _openers(lines, touched) | _sources(lines, touched):
         keep[k] = True
     out: list[Hunk] = []
     run: list[DiffLine] = []
