@@ -281,6 +281,28 @@ def _case_report_markup(kind: str, n: int, tmp: Path) -> Callable[[], object]:
     return lambda: (report_markdown(result), comment_body(finding))
 
 
+def _case_push_view(kind: str, n: int, tmp: Path) -> Callable[[], object]:
+    """A re-review of a new file after a push, against what the last review was shown: lines
+    that repeat (no line anchors the comparison; blank lines, braces and returns do this in real
+    code) or ordinary distinct lines, each with one line in a hundred changed."""
+    from bot.diff import parse_diff
+    from bot.diff.delta import changed_since, new_side
+
+    if kind == "hostile":
+        old = ["}" if k % 3 else "    return None" for k in range(n)]
+    else:
+        old = [f"    total_{k} = compute(order.lines[{k}], rate={k % 7})" for k in range(n)]
+    new = [line if k % 100 else line + "  # pushed" for k, line in enumerate(old)]
+
+    def as_file(lines: list[str]) -> Any:
+        body = "".join(f"+{line}\n" for line in lines)
+        head = "diff --git a/app/v.py b/app/v.py\nnew file mode 100644\n--- /dev/null\n"
+        return parse_diff(f"{head}+++ b/app/v.py\n@@ -0,0 +1,{len(lines)} @@\n{body}").files[0]
+
+    seen, now = new_side(as_file(old)), as_file(new)
+    return lambda: changed_since(now, seen)
+
+
 # name: (builder, n, unit of n)
 CASES: dict[str, tuple[Callable[[str, int, Path], Callable[[], object]], int, str]] = {
     "pr_body_injection": (_case_pr_body_injection, 60_000, "bytes of PR body"),
@@ -294,6 +316,7 @@ CASES: dict[str, tuple[Callable[[str, int, Path], Callable[[], object]], int, st
     "deep_tree": (_case_deep_tree, 400, "directories, each with a .gitignore"),
     "diff_fence_gap": (_case_fence_gap, 90_000, "bytes of diff lines"),
     "report_markup": (_case_report_markup, 60_000, "characters of model prose"),
+    "push_view": (_case_push_view, 20_000, "lines of a file pushed again"),
 }
 
 

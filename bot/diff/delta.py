@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import difflib
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from bot.diff.parse import ChangedFile, DiffLine, Hunk
 CONTEXT = 1  # lines shown next to each changed line, besides the lines that open its block
 MAX_SHARE = 0.6  # narrowing that keeps more than this share of the patch is not worth it
 MAX_VIEW_LINES = 20_000  # a longer new side is not kept for the next review (sent whole then)
-GAP = 200  # lines between two anchors compared line by line; a longer stretch counts as changed
+DEPTH = 6  # levels of patience diff; a stretch still unanchored then counts as changed
 
 
 def new_side(file: ChangedFile) -> tuple[str, ...]:
@@ -70,15 +69,15 @@ def changed_since(
             spots = range(j1, j2) if j2 > j1 else (j1 - 1, j1)
             touched.update(where[j] for j in spots if 0 <= j < len(now))
         # else: only lines of the base, which hunks show or not as their boundaries fall
-    if not touched:
+    total = sum(len(h.lines) for h in file.hunks)
+    if not touched or len(touched) > MAX_SHARE * total:
         return None
     hunks = tuple(
         part
         for k, h in enumerate(file.hunks)
         for part in _parts(h, {i for hk, i in touched if hk == k}, context)
     )
-    kept = sum(len(h.lines) for h in hunks)
-    if kept > MAX_SHARE * sum(len(h.lines) for h in file.hunks):
+    if sum(len(h.lines) for h in hunks) > MAX_SHARE * total:
         return None
     return dataclasses.replace(file, hunks=hunks, narrowed=True)
 
@@ -86,30 +85,36 @@ def changed_since(
 def differences(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int, int, int]]:
     """Where ``a`` and ``b`` differ: ``(i1, i2, j1, j2)``, ``a[i1:i2]`` became ``b[j1:j2]``.
 
-    Both come from outsiders, so the time is bounded whatever they hold: common ends are
-    trimmed, lines found once in each side anchor the rest (the longest run of anchors in
-    order, as patience diff does), and only the stretches between anchors no longer than
-    ``GAP`` lines are compared line by line (difflib). A longer stretch is reported changed as
-    a whole: the file is then sent whole, never misjudged as unchanged.
+    Patience diff: common ends are trimmed, the lines found once in each side anchor the rest
+    (the longest run of anchors in order), and each stretch between anchors is diffed the same
+    way. Both sides come from outsiders, so the time is bounded whatever they hold: each level
+    is linear, there are at most ``DEPTH`` levels, and a stretch with no anchor left is
+    reported changed whole (more is sent, nothing is judged unchanged that changed).
     """
-    lo, end_a, end_b = 0, len(a), len(b)
-    while lo < end_a and lo < end_b and a[lo] == b[lo]:
-        lo += 1
-    while end_a > lo and end_b > lo and a[end_a - 1] == b[end_b - 1]:
-        end_a, end_b = end_a - 1, end_b - 1
-    once_a = Counter(a[lo:end_a])
-    once_b = Counter(b[lo:end_b])
-    at_a = {line: i for i, line in enumerate(a[lo:end_a], lo) if once_a[line] == 1}
-    pairs = [
-        (at_a[line], j)
-        for j, line in enumerate(b[lo:end_b], lo)
-        if once_b[line] == 1 and line in at_a
-    ]
+    return _patience(a, b, 0, len(a), 0, len(b), 0)
+
+
+def _patience(
+    a: Sequence[str], b: Sequence[str], i1: int, i2: int, j1: int, j2: int, depth: int
+) -> list[tuple[int, int, int, int]]:
+    while i1 < i2 and j1 < j2 and a[i1] == b[j1]:
+        i1, j1 = i1 + 1, j1 + 1
+    while i2 > i1 and j2 > j1 and a[i2 - 1] == b[j2 - 1]:
+        i2, j2 = i2 - 1, j2 - 1
+    if i1 == i2 and j1 == j2:
+        return []
+    if i1 == i2 or j1 == j2 or depth == DEPTH:
+        return [(i1, i2, j1, j2)]
+    count_a, count_b = Counter(a[i1:i2]), Counter(b[j1:j2])
+    at_a = {a[i]: i for i in range(i1, i2) if count_a[a[i]] == 1}
+    pairs = [(at_a[b[j]], j) for j in range(j1, j2) if count_b[b[j]] == 1 and b[j] in at_a]
+    anchors = _increasing(pairs)
+    if not anchors:
+        return [(i1, i2, j1, j2)]
     out: list[tuple[int, int, int, int]] = []
-    i, j = lo, lo
-    for ai, bj in [*_increasing(pairs), (end_a, end_b)]:
-        out += _stretch(a, b, i, ai, j, bj)
-        i, j = ai + 1, bj + 1
+    for ai, bj in [*anchors, (i2, j2)]:
+        out += _patience(a, b, i1, ai, j1, bj, depth + 1)
+        i1, j1 = ai + 1, bj + 1
     return out
 
 
@@ -132,21 +137,6 @@ def _increasing(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         run.append(pairs[n])
         n = back[n]
     return run[::-1]
-
-
-def _stretch(
-    a: Sequence[str], b: Sequence[str], i1: int, i2: int, j1: int, j2: int
-) -> list[tuple[int, int, int, int]]:
-    if i1 == i2 and j1 == j2:
-        return []
-    if i1 == i2 or j1 == j2 or max(i2 - i1, j2 - j1) > GAP:
-        return [(i1, i2, j1, j2)]
-    matcher = difflib.SequenceMatcher(None, a[i1:i2], b[j1:j2], autojunk=False)
-    return [
-        (i1 + x1, i1 + x2, j1 + y1, j1 + y2)
-        for tag, x1, x2, y1, y2 in matcher.get_opcodes()
-        if tag != "equal"
-    ]
 
 
 def _openers(lines: Sequence[DiffLine], wanted: set[int]) -> set[int]:
@@ -189,26 +179,23 @@ def _assigned(text: str) -> set[str]:
 
 
 def _sources(lines: Sequence[DiffLine], touched: set[int]) -> set[int]:
-    """For each touched added line, the nearest lines above it (in its hunk) that set a name it
-    uses: where its data comes from, which a security review needs to judge it. Bounded: a
-    few lines each, searched at most ``SOURCE_LOOKBACK`` lines up."""
+    """For each touched added line, the nearest lines above it (in its hunk, at most
+    ``SOURCE_LOOKBACK`` up) that set a name it uses: where its data comes from, which a
+    security review needs to judge it. One pass, remembering where each name was last set."""
     out: set[int] = set()
-    for i in touched:
-        if lines[i].kind != "add":
+    last: dict[str, int] = {}
+    for i, ln in enumerate(lines):
+        if ln.new_lineno is None:
             continue
-        wanted = set(_NAME.findall(lines[i].text))
-        found = 0
-        for k in range(i - 1, max(-1, i - 1 - SOURCE_LOOKBACK), -1):
-            ln = lines[k]
-            if ln.new_lineno is None or not wanted:
-                continue
-            sets = _assigned(ln.text) & wanted
-            if sets:
-                out.add(k)
-                wanted -= sets
-                found += 1
-                if found == SOURCES_PER_LINE:
-                    break
+        if i in touched and ln.kind == "add":
+            near = {
+                last[n]
+                for n in _NAME.findall(ln.text)
+                if i - last.get(n, -(10**9)) <= SOURCE_LOOKBACK
+            }
+            out.update(sorted(near, reverse=True)[:SOURCES_PER_LINE])
+        for name in _assigned(ln.text):
+            last[name] = i
     return out
 
 
