@@ -118,7 +118,8 @@ class Coverage:
 
     ``reviewed``: files the model answered for in this run; ``reused``: files whose unchanged
     patch kept an earlier answer; ``failed``: files the model was asked about but never
-    answered for (so not reviewed); ``models``: path → the model whose answer was used.
+    answered for (so not reviewed); ``models``: path → the model whose answer was used;
+    ``narrowed``: reviewed files the model was sent only the changes of since the last review.
     """
 
     reviewed: tuple[str, ...] = ()
@@ -126,6 +127,7 @@ class Coverage:
     reused: tuple[Reused, ...] = ()
     failed: tuple[Skip, ...] = ()
     models: dict[str, str] = field(default_factory=dict)
+    narrowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

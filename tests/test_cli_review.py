@@ -313,6 +313,8 @@ def test_a_rerun_after_a_push_sends_only_what_the_push_changed(
     assert "### shop/app.py (modified, changes since the last review)" in sent
     assert "timeout=10" in sent and "def thumbnail():" in sent
     assert "yaml.load(request.data)" not in sent and "### shop/db.py" not in sent
-    # Every earlier model finding is still reported, under its fingerprint.
+    # Every earlier model finding is still reported, under its fingerprint, and the report
+    # says which files were reviewed as their changes only.
     after = {f["fingerprint"] for f in findings_of(again.stdout) if f["source"] == "model"}
     assert before <= after
+    assert json.loads(again.stdout)["coverage"]["narrowed"] == ["shop/app.py"]

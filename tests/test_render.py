@@ -132,7 +132,14 @@ def test_json_report_has_the_design_shape() -> None:
         "requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd",
         "secrets_allowed",
     }  # fmt: skip
-    assert set(report["coverage"]) == {"reviewed", "skipped", "reused", "failed", "models"}
+    assert set(report["coverage"]) == {
+        "reviewed",
+        "skipped",
+        "reused",
+        "failed",
+        "models",
+        "narrowed",
+    }
     assert all(set(s) == {"path", "reason"} for s in report["coverage"]["skipped"])
     assert all(set(s) == {"path", "reason"} for s in report["failed_units"])
     for item in report["findings"]:
@@ -173,6 +180,7 @@ def test_json_report_of_nothing() -> None:
         "reused": [],
         "failed": [],
         "models": {},
+        "narrowed": [],
     }
 
 

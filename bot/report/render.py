@@ -63,6 +63,7 @@ def report_json(result: ReviewResult) -> dict[str, Any]:
             "reused": [{"path": r.path, "from_head": r.from_head} for r in result.coverage.reused],
             "failed": [{"path": s.path, "reason": s.reason} for s in result.coverage.failed],
             "models": dict(sorted(result.coverage.models.items())),
+            "narrowed": list(result.coverage.narrowed),
         },
         "rejected": rejected_counts(result),
         "failed_units": [{"path": s.path, "reason": s.reason} for s in result.failed_units],
@@ -347,6 +348,12 @@ def _coverage(result: ReviewResult) -> list[str]:
         for model in models:
             paths = sorted(p for p, m in cov.models.items() if m == model)
             out.append(f"  - by {_code(model)}: {', '.join(_code(p) for p in paths)}")
+    if cov.narrowed:
+        out.append(
+            f"- Reviewed as the changes since the last review (earlier findings elsewhere in "
+            f"them kept): {len(cov.narrowed)}"
+        )
+        out += [f"  - {_code(p)}" for p in cov.narrowed]
     if cov.reused:
         out.append(f"- Unchanged since an earlier review (its result reused): {len(cov.reused)}")
         out += [f"  - {_code(r.path)} (from {_code(r.from_head[:12])})" for r in cov.reused]

@@ -192,6 +192,11 @@ def assemble(
             reused=tuple(Reused(p, r.from_head) for p, r in sorted(reused.items())),
             failed=tuple(Skip(p, why) for p, why in failed_files.items()),
             models=models,
+            narrowed=tuple(
+                p
+                for p in reviewed
+                if any(s.narrowed and s.path == p for u in plan.units for s in u.segments)
+            ),
         ),
         rejected=tuple(r for o in outcomes if o.unit in answered for r in o.rejected),
         failed_units=tuple(
