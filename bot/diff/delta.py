@@ -27,7 +27,7 @@ from bot.diff.parse import ChangedFile, DiffLine, Hunk
 
 CONTEXT = 1  # lines shown next to each changed line, besides the lines that open its block
 MAX_SHARE = 0.6  # narrowing that keeps more than this share of the patch is not worth it
-MAX_VIEW_LINES = 20_000  # a longer new side is not kept for the next review (sent whole then)
+MAX_VIEW_LINES = 50_000  # lines of views kept per pull request; files past it are sent whole
 DEPTH = 6  # levels of patience diff; a stretch still unanchored then counts as changed
 
 

@@ -881,10 +881,12 @@ def _store_last(run: RunState, ctx: Context, plan: Plan, final: Final) -> None:
     ctx.results.put_last(str(scope), outcome.with_unit(mine, None))
     answered = {p for o in unit_outcomes(run, plan) if o.answered for p in plan.unit(o.unit).paths}
     views: dict[str, tuple[str, ...]] = {}
+    room = delta.MAX_VIEW_LINES  # per pull request: a file past it is sent whole next time
     for path in sorted(answered | set(plan.reused)):
         file = plan.files.get(path)
-        if file is not None and sum(len(h.lines) for h in file.hunks) <= delta.MAX_VIEW_LINES:
-            views[path] = delta.new_side(file)
+        view = delta.new_side(file) if file is not None else ()
+        if view and len(view) <= room:
+            views[path], room = view, room - len(view)
     ctx.results.put_views(str(scope), views)
 
 
