@@ -9,6 +9,7 @@ import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -357,4 +358,53 @@ def test_an_offline_scan_streams_to_the_same_findings_as_the_planned_one(tmp_pat
     assert set(streamed.coverage.skipped) == set(expected.coverage.skipped)
     assert ("app/py2.py", "bandit: not analyzed (syntax error at line 1)") in {
         (s.path, s.reason) for s in streamed.coverage.skipped
+    }
+
+
+def test_a_rescan_runs_bandit_only_on_files_whose_content_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.review import analyzers
+    from bot.review.plan import PlanOptions, plan_tree
+    from bot.review.prompts import RepoContext
+    from bot.review.results import FileBlobs
+    from bot.scan.offline import analyze_tree
+
+    files = {
+        "app/run.py": "import subprocess\n\ndef go(c):\n    subprocess.call(c, shell=True)\n",
+        "app/load.py": "import pickle\n\ndef load(b):\n    return pickle.loads(b)\n",
+        "app/py2.py": "print 'hello'\n",
+    }
+    root = tree(tmp_path / "repo", files)
+    analyzed: list[str] = []
+    real = analyzers.bandit_file
+
+    def counted(path: str, source: bytes) -> Any:
+        analyzed.append(path)
+        return real(path, source)
+
+    monkeypatch.setattr(analyzers, "bandit_file", counted)
+    memo = FileBlobs(tmp_path / "analyses")
+    config = RepoConfig()
+
+    def planned() -> Any:
+        return plan_tree(
+            scan.walk_tree(root),
+            repo=RepoContext(repo="x"),
+            config=config,
+            options=PlanOptions(budget_tokens=4000, model=MODEL),
+            memo=memo,
+        ).plan
+
+    first = analyze_tree(scan.walk_tree(root), config, memo)
+    assert sorted(analyzed) == ["app/load.py", "app/py2.py", "app/run.py"]
+    analyzed.clear()
+    again = analyze_tree(scan.walk_tree(root), config, memo)
+    assert analyzed == [] and again == first  # the syntax error is remembered too
+    (root / "app/load.py").write_text(files["app/load.py"].replace("(b)", "(data)"))
+    plan = planned()  # a planned scan shares what the streamed one kept
+    assert analyzed == ["app/load.py"]
+    assert {(f.path, f.rule) for f in plan.analyzer_findings if f.source == "bandit"} == {
+        ("app/run.py", "B602"),
+        ("app/load.py", "B301"),
     }

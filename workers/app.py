@@ -372,6 +372,7 @@ class RepoScanSource:
     job: ScanJob
     sha: str
     settings: Settings
+    redis: Any = None  # where analyses are kept (a rescan skips bandit on unchanged files)
 
     def plan(self, lookup: Lookup | None) -> Plan:
         """Download, walk and plan the scan."""
@@ -398,6 +399,7 @@ class RepoScanSource:
             options=plan_options(settings, self.job.installation_id),
             max_cost_usd=max_cost if settings.model_configured else None,
             lookup=lookup,
+            memo=RedisBlobs(self.redis) if self.redis is not None else None,
         )
         return tree.plan
 

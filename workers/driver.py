@@ -150,7 +150,7 @@ def context_for(run: RunState, rt: Runtime) -> Context:
     inst = rt.github(int(job["installation_id"]))
     if run.kind == "scan":
         scan = ScanJob(**job)
-        source: Any = RepoScanSource(inst, scan, str(run.identity["sha"]), settings)
+        source: Any = RepoScanSource(inst, scan, str(run.identity["sha"]), settings, rt.redis)
         sink: Any = RepoScanSink(inst, scan, rt.redis)
         deadline = max(settings.model_deadline_s, 3600)
     else:

@@ -126,7 +126,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         from bot.scan.offline import analyze_tree
 
         sys.stderr.write(cli.OFFLINE_NOTICE)
-        offline = finalize(analyze_tree(entries, config), config)
+        offline = finalize(analyze_tree(entries, config, cli.local_storage(args).memo()), config)
         code = cli.report_final(offline, args, config)
         if remote:
             _upload(args, offline.result, remote)
@@ -142,6 +142,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
             options=knobs,
             max_cost_usd=None if models is None else max_cost,
             lookup=lookup,
+            memo=cli.local_storage(args).memo(),
         )
         planned.append(tree)
         _announce(args, tree, models is None, max_cost)

@@ -305,17 +305,51 @@ def analyze(
     return Analysis(tuple(found), tuple(skipped))
 
 
-def analyze_sources(sources: Iterable[tuple[str, str]]) -> Analysis:
-    """Bandit over whole files of a scan (``(path, text)``), once each, in process."""
+def source_key(path: str, source: bytes) -> str:
+    """The key of a whole file's analysis (a scan's): its path and content, and the versions."""
+    digest = hashlib.sha256(_versions())
+    digest.update(b"\0source\0" + path.encode("utf-8", errors="surrogatepass") + b"\0")
+    digest.update(hashlib.sha256(source).digest())
+    return digest.hexdigest()
+
+
+def analyze_sources(sources: Iterable[tuple[str, str]], memo: Memo | None = None) -> Analysis:
+    """Bandit over whole files of a scan (``(path, text)``), once each, in process; with
+    ``memo``, a file whose path and content were analyzed before is not analyzed again."""
+    todo = [
+        (path, data, source_key(path, data) if memo is not None else "")
+        for path, text in sources
+        if is_python(path)
+        for data in [text.encode("utf-8", errors="replace")]
+    ]
+    stored = _recall(memo, {key for *_, key in todo})
+    fresh: dict[str, _Stored] = {}
     found: list[Finding] = []
     skipped: list[Skip] = []
-    for path, text in sources:
-        if is_python(path):
-            findings, reason = bandit_file(path, text.encode("utf-8", errors="replace"))
-            found += findings
-            if reason is not None:
-                skipped.append(Skip(path, reason))
+    for path, data, key in todo:
+        done = stored.get(key) or fresh.get(key)
+        if done is None:
+            findings, reason = bandit_file(path, data)
+            done = _Stored(tuple(findings), (reason,) if reason else ())
+            if memo is not None:
+                fresh[key] = done
+        found += done.findings
+        skipped += [Skip(path, reason) for reason in done.reasons]
+    _keep(memo, fresh)
     return Analysis(tuple(found), tuple(skipped))
+
+
+def bandit_kept(path: str, source: bytes, memo: Memo | None) -> tuple[list[Finding], str | None]:
+    """:func:`bandit_file` of one whole file, through ``memo`` (a scan that streams its files)."""
+    if memo is None:
+        return bandit_file(path, source)
+    key = source_key(path, source)
+    done = _recall(memo, [key]).get(key)
+    if done is None:
+        findings, reason = bandit_file(path, source)
+        done = _Stored(tuple(findings), (reason,) if reason else ())
+        _keep(memo, {key: done})
+    return list(done.findings), (done.reasons[0] if done.reasons else None)
 
 
 def _analyze_file(

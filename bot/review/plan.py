@@ -461,8 +461,10 @@ def plan_tree(
     options: PlanOptions,
     max_cost_usd: float | None = None,
     lookup: Lookup | None = None,
+    memo: analyzers.Memo | None = None,
 ) -> TreePlan:
-    """Plan a full-repository scan: choose, rank and pack files, run bandit, plan the units."""
+    """Plan a full-repository scan: choose, rank and pack files, run bandit (``memo``: not again
+    on files analyzed before with the same content), plan the units."""
     from bot.scan import plan as scan_plan
 
     chosen = scan_plan.plan_scan(
@@ -472,7 +474,7 @@ def plan_tree(
         model=options.model,
         max_cost_usd=max_cost_usd,
     )
-    analysis = analyzers.analyze_sources((s.path, s.text) for s in chosen.files)
+    analysis = analyzers.analyze_sources(((s.path, s.text) for s in chosen.files), memo)
     plan = plan_files(
         chosen.changed_files(),
         skipped=[*chosen.skipped, *analysis.skipped],

@@ -19,8 +19,11 @@ from bot.review import analyzers, injection
 from bot.scan.plan import Entry, as_changed_file, bundle_dirs, choose, score_text
 
 
-def analyze_tree(entries: Iterable[Entry], config: RepoConfig) -> ReviewResult:
-    """Findings and coverage of an offline scan of ``entries`` (a walker's output)."""
+def analyze_tree(
+    entries: Iterable[Entry], config: RepoConfig, memo: analyzers.Memo | None = None
+) -> ReviewResult:
+    """Findings and coverage of an offline scan of ``entries`` (a walker's output); with
+    ``memo``, bandit skips the files it analyzed before with the same content."""
     found: dict[str, list[Finding]] = {}
     ranked: list[tuple[float, str]] = []
     skipped: list[Skip] = []
@@ -34,7 +37,7 @@ def analyze_tree(entries: Iterable[Entry], config: RepoConfig) -> ReviewResult:
         if path.endswith("/__init__.py"):
             inits.append((path, text[:8000]))
         ranked.append((score_text(path, text), path))
-        found[path], why = _analyze(path, text)
+        found[path], why = _analyze(path, text, memo)
         skipped += [Skip(path, why)] if why else []
     if config.filter_rules.default_excludes:
         bundles = bundle_dirs(inits)
@@ -59,7 +62,9 @@ def _secrets_only(path: str, text: str) -> list[Finding]:
     return [_place(f, None) for f in secrets.findings]
 
 
-def _analyze(path: str, text: str) -> tuple[list[Finding], str | None]:
+def _analyze(
+    path: str, text: str, memo: analyzers.Memo | None = None
+) -> tuple[list[Finding], str | None]:
     """Secrets, injection and bandit findings of one whole file, placed and fingerprinted;
     and why bandit could not analyze it, if it could not."""
     secrets = RunRedaction.detect(files=[as_changed_file(path, text)])
@@ -67,7 +72,7 @@ def _analyze(path: str, text: str) -> tuple[list[Finding], str | None]:
     out = [*secrets.findings, *injection.in_files(clean, scan=True)]
     why = None
     if analyzers.is_python(path):
-        bandit, why = analyzers.bandit_file(path, text.encode("utf-8", errors="replace"))
+        bandit, why = analyzers.bandit_kept(path, text.encode("utf-8", errors="replace"), memo)
         out += [secrets.scrub_finding(f) for f in bandit]
     lines = line_map(clean[0]) if clean else None
     return [_place(f, lines) for f in out], why
