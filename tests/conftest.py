@@ -29,6 +29,22 @@ def _clean_environment(
     monkeypatch.setenv("SECREVIEW_ENV_FILE", "")
 
 
+@pytest.fixture
+def bandit_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths bandit analyzes during the test, in order (it still analyzes them)."""
+    from bot.review import analyzers
+
+    seen: list[str] = []
+    real = analyzers.bandit_file
+
+    def counted(path: str, source: bytes) -> tuple[list[object], str | None]:
+        seen.append(path)
+        return real(path, source)  # type: ignore[return-value]
+
+    monkeypatch.setattr(analyzers, "bandit_file", counted)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def app_key() -> tuple[str, str]:
     """A throwaway RSA key pair for the GitHub App (private PEM, public PEM)."""

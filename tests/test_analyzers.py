@@ -147,18 +147,6 @@ class DictMemo:
         self.data.update(items)
 
 
-def _counting(monkeypatch: object) -> list[str]:
-    seen: list[str] = []
-    real = analyzers.bandit_file
-
-    def counted(path: str, source: bytes) -> tuple[list[object], str | None]:
-        seen.append(path)
-        return real(path, source)  # type: ignore[return-value]
-
-    monkeypatch.setattr(analyzers, "bandit_file", counted)  # type: ignore[attr-defined]
-    return seen
-
-
 def _two_files(second_line: str) -> bytes:
     return (
         b"diff --git a/a.py b/a.py\n--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,2 @@\n"
@@ -168,9 +156,11 @@ def _two_files(second_line: str) -> bytes:
     )
 
 
-def test_a_memo_reanalyzes_only_changed_files_with_the_same_findings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_memo_reanalyzes_only_changed_files_with_the_same_findings(
+    bandit_runs: list[str],
+) -> None:
     memo = DictMemo()
-    seen = _counting(monkeypatch)
+    seen = bandit_runs
     first = analyzers.analyze(parse_diff(_two_files("x = pickle.loads(blob)")).files, None, memo)
     assert sorted(seen) == ["a.py", "b.py"] and len(memo.data) == 2
     assert {(f.path, f.rule) for f in first.findings} == {("a.py", "B602"), ("b.py", "B301")}
@@ -203,7 +193,7 @@ def test_the_memo_key_follows_the_checkout_file_and_the_path(tmp_path: Path) -> 
     assert analyzers.memo_key(moved, None) != base
 
 
-def test_a_broken_or_failing_memo_is_a_miss_never_a_failure(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_or_failing_memo_is_a_miss_never_a_failure(bandit_runs: list[str]) -> None:
     files = parse_diff(_two_files("x = pickle.loads(blob)")).files
     expected = analyzers.analyze(files)
 
@@ -219,9 +209,9 @@ def test_a_broken_or_failing_memo_is_a_miss_never_a_failure(monkeypatch) -> None
             raise ConnectionError("memo store is down")
 
     for memo in (Junk(), Down()):
-        seen = _counting(monkeypatch)
+        bandit_runs.clear()
         assert analyzers.analyze(files, None, memo) == expected
-        assert sorted(seen) == ["a.py", "b.py"]
+        assert sorted(bandit_runs) == ["a.py", "b.py"]
 
 
 def test_memo_stores_round_trip_on_disk_and_in_redis(tmp_path: Path, redis_url: str) -> None:

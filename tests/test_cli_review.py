@@ -302,14 +302,7 @@ def test_a_rerun_after_a_push_sends_only_what_the_push_changed(
     args = ["review", "--diff", str(pushed), "--repo", str(SHOP), "--format", "json"]
     again = run([*args, "--fail-on", "none"], env=workers_ai(live[1]))
     assert again.returncode == 0, again.stderr.decode()
-    sent = "".join(
-        m["content"]
-        for r in emu.state.requests[seen:]
-        if r.kind == "submit"
-        for q in r.body["requests"]
-        for m in q["messages"]
-        if m["role"] == "user"
-    )
+    sent = emu.state.user_text(seen)
     assert "### shop/app.py (modified, changes since the last review)" in sent
     assert "timeout=10" in sent and "def thumbnail():" in sent
     assert "yaml.load(request.data)" not in sent and "### shop/db.py" not in sent

@@ -397,18 +397,9 @@ PUSHED = DIFF.replace(
 
 
 def test_a_push_that_changes_one_file_sends_only_that_file(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, bandit_runs: list[str]
 ) -> None:
-    from bot.review import analyzers
-
-    analyzed: list[str] = []
-    real = analyzers.bandit_file
-
-    def counted(path: str, source: bytes) -> Any:
-        analyzed.append(path)
-        return real(path, source)
-
-    monkeypatch.setattr(analyzers, "bandit_file", counted)
+    analyzed = bandit_runs
     world.github.add_pull(REPO, Pull(7, HEAD, DIFF))
     assert world.review().startswith("published")
     assert {"shop/app.py", "shop/db.py"} <= set(analyzed)
@@ -520,14 +511,7 @@ def test_a_push_sends_only_the_lines_it_changed_and_keeps_the_findings_elsewhere
     assert pushed != DIFF
     world.github.push(REPO, 7, "e" * 40, pushed)
     assert world.review("e" * 40, "synchronize").startswith("published")
-    sent = "".join(
-        m["content"]
-        for r in world.model.state.requests[seen:]
-        if r.kind == "submit"
-        for q in r.body["requests"]
-        for m in q["messages"]
-        if m["role"] == "user"
-    )
+    sent = world.model.state.user_text(seen)
     # Only the changed line, its neighbours and the line opening its function are sent again.
     assert "### shop/app.py (modified, changes since the last review)" in sent
     assert 'request.args.get("order", "name")' in sent and "def search():" in sent

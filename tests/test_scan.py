@@ -362,9 +362,8 @@ def test_an_offline_scan_streams_to_the_same_findings_as_the_planned_one(tmp_pat
 
 
 def test_a_rescan_runs_bandit_only_on_files_whose_content_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bandit_runs: list[str]
 ) -> None:
-    from bot.review import analyzers
     from bot.review.plan import PlanOptions, plan_tree
     from bot.review.prompts import RepoContext
     from bot.review.results import FileBlobs
@@ -376,14 +375,7 @@ def test_a_rescan_runs_bandit_only_on_files_whose_content_changed(
         "app/py2.py": "print 'hello'\n",
     }
     root = tree(tmp_path / "repo", files)
-    analyzed: list[str] = []
-    real = analyzers.bandit_file
-
-    def counted(path: str, source: bytes) -> Any:
-        analyzed.append(path)
-        return real(path, source)
-
-    monkeypatch.setattr(analyzers, "bandit_file", counted)
+    analyzed = bandit_runs
     memo = FileBlobs(tmp_path / "analyses")
     config = RepoConfig()
 

@@ -133,6 +133,18 @@ class EmulatorState:
     forbidden: dict[str, str] = field(default_factory=dict)
     leaks: list[tuple[str, str]] = field(default_factory=list)
 
+    def user_text(self, since: int = 0) -> str:
+        """The user messages of every batch submitted after the first ``since`` requests: what
+        the model was shown of the changes themselves."""
+        return "".join(
+            m["content"]
+            for r in self.requests[since:]
+            if r.kind == "submit"
+            for q in r.body["requests"]
+            for m in q["messages"]
+            if m["role"] == "user"
+        )
+
     def flag_values(self, values: Mapping[str, str]) -> None:
         """Record in ``leaks`` every request whose raw body holds one of ``values`` (name →
         value), as written or JSON-escaped: what a model must never be sent."""
