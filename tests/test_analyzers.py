@@ -231,3 +231,31 @@ def test_memo_stores_round_trip_on_disk_and_in_redis(tmp_path: Path, redis_url: 
         assert 0 < client.ttl("secreview:analysis:" + "ab" * 32) <= 60
     finally:
         client.close()
+
+
+def test_the_local_cache_forgets_what_was_not_used_for_30_days(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from bot.review.results import FileBlobs, prune_cache
+
+    now = time.time()
+    month = 31 * 24 * 3600
+    blobs = FileBlobs(tmp_path / "analyses")
+    blobs.put_many({"aa" * 32: b"old, read today", "bb" * 32: b"old", "cc" * 32: b"new"})
+    for key in ("aa" * 32, "bb" * 32):
+        path = tmp_path / "analyses" / key[:2] / key
+        os.utime(path, (now - month, now - month))
+    (tmp_path / "runs").mkdir()
+    stale_run = tmp_path / "runs" / "review-x.json"
+    stale_run.write_text("{}")
+    os.utime(stale_run, (now - month, now - month))
+    assert blobs.get_many(["aa" * 32]) == {"aa" * 32: b"old, read today"}  # a read keeps it
+    assert prune_cache(tmp_path, now=now) == 2
+    assert set(blobs.get_many(["aa" * 32, "bb" * 32, "cc" * 32])) == {"aa" * 32, "cc" * 32}
+    assert not stale_run.exists()
+    # At most once a day: a file gone stale since is left to the next day's pass.
+    blobs.put_many({"dd" * 32: b"x"})
+    os.utime(tmp_path / "analyses" / "dd" / ("dd" * 32), (now - month, now - month))
+    assert prune_cache(tmp_path, now=now + 3600) == 0
+    assert prune_cache(tmp_path, now=now + 25 * 3600) == 1

@@ -22,7 +22,7 @@ from bot.review import plan as planning
 from bot.review.finalize import Final
 from bot.review.models import ModelPool
 from bot.review.plan import Lookup, Plan
-from bot.review.results import FileBlobs, FileResultStore
+from bot.review.results import FileBlobs, FileResultStore, prune_cache
 from bot.review.run import Context, LocalSink, new_run, run_blocking
 from bot.review.store import FileRunStore
 
@@ -60,12 +60,16 @@ class LocalRun:
             scratch = tempfile.TemporaryDirectory(prefix="secreview-")
             runs = self.state_dir or Path(scratch.name)
             return FileRunStore(runs), None, scratch
+        prune_cache(self.cache_dir)
         runs = self.state_dir or self.cache_dir / "runs"
         return FileRunStore(runs), FileResultStore(self.cache_dir / "results"), None
 
     def memo(self) -> FileBlobs | None:
         """Where analyzer results are kept between runs (None: ``--no-cache``)."""
-        return None if self.cache_dir is None else FileBlobs(self.cache_dir / "analyses")
+        if self.cache_dir is None:
+            return None
+        prune_cache(self.cache_dir)
+        return FileBlobs(self.cache_dir / "analyses")
 
 
 def lookup_for(results: FileResultStore | None) -> Lookup | None:

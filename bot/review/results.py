@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,46 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+PRUNE_EVERY_S = 24 * 3600
+_PRUNED = ".pruned"
+
+
+def prune_cache(root: Path, max_age_s: float = RESULT_TTL_S, now: float | None = None) -> int:
+    """Delete the files under a cache directory not written or read for ``max_age_s`` (as
+    Redis lets the App's keys expire), at most once every ``PRUNE_EVERY_S``; how many went.
+
+    A local cache is written by every review and scan; without this it only grows.
+    """
+    at = time.time() if now is None else now
+    stamp = root / _PRUNED
+    try:
+        if at - stamp.stat().st_mtime < PRUNE_EVERY_S:
+            return 0
+    except OSError:
+        pass  # never pruned (or no cache yet)
+    removed = 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(dirpath, name)
+            with contextlib.suppress(OSError):
+                if name != _PRUNED and at - path.stat().st_mtime > max_age_s:
+                    path.unlink()
+                    removed += 1
+    with contextlib.suppress(OSError):
+        root.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+        os.utime(stamp, (at, at))
+    return removed
+
+
+def _read_fresh(path: Path) -> bytes:
+    """A cache file's bytes, marking it used (``prune_cache`` keeps what is read)."""
+    data = path.read_bytes()
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return data
+
+
 class FileResultStore:
     """Results as small JSON files under a cache directory (the CLI's)."""
 
@@ -162,7 +203,7 @@ class FileResultStore:
         out = {}
         for key in keys:
             try:
-                raw = self._path(key).read_bytes()
+                raw = _read_fresh(self._path(key))
             except OSError:
                 continue
             found = _decode(raw)
@@ -245,7 +286,7 @@ class FileBlobs:
         out = {}
         for key in keys:
             try:
-                out[key] = self._path(key).read_bytes()
+                out[key] = _read_fresh(self._path(key))
             except OSError:
                 continue
         return out
