@@ -394,3 +394,23 @@ def test_a_file_whose_analyzer_hints_changed_is_reviewed_again(tmp_path: Path) -
     assert file_key(file, [], "p" * 64, FALLBACK, config) != plain
     assert file_key(file, [], "p" * 64, MODEL, RepoConfig(verify=True)) != plain
     assert file_key(file, [], "p" * 64, MODEL, config) == plain
+
+
+def test_a_file_is_answered_only_when_every_unit_holding_it_was() -> None:
+    from bot.review import outcome
+    from bot.review.run import _answered_files
+
+    plan = small_units()
+    split = next(
+        p for p in plan.files if sum(p in u.paths for u in plan.units) > 1
+    )  # a file whose hunks went to more than one unit
+    units = [u for u in plan.units if split in u.paths]
+    others = [u for u in plan.units if split not in u.paths]
+    answered = [outcome.UnitOutcome(u.id, model=MODEL) for u in [units[0], *others]]
+    failed = [outcome.failed(u.id, "model_timeout", MODEL) for u in units[1:]]
+    done = _answered_files(plan, [*answered, *failed])
+    assert split not in done  # its result and its view wait for a complete answer
+    assert {p for u in others for p in u.paths} <= set(done)
+    assert split in _answered_files(
+        plan, [outcome.UnitOutcome(u.id, model=MODEL) for u in plan.units]
+    )

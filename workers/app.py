@@ -118,8 +118,8 @@ class PullRequestSource:
             ) from None
         if pr.draft and not config.review_drafts:
             raise SkipRun("draft pull request (review_drafts is off)")
-        stored = RedisResultStore(self.redis)
-        earlier = stored.last(review_scope(job.repo, job.pr))
+        stored, scope = RedisResultStore(self.redis), review_scope(job.repo, job.pr)
+        earlier = stored.last(scope)
         dismissed: tuple[Any, ...] = ()
         if earlier or seen_before or job.trigger != "opened":
             # Not a pull request's first review: what was posted, and what people dismissed.
@@ -138,7 +138,7 @@ class PullRequestSource:
             "earlier": earlier,
             "dismissed": dismissed,
             "memo": RedisBlobs(self.redis),
-            "seen": stored.views(review_scope(job.repo, job.pr)),
+            "seen": stored.views(scope),
         }
         if change.text is not None:
             return plan_diff(change.text, **common)
@@ -372,7 +372,7 @@ class RepoScanSource:
     job: ScanJob
     sha: str
     settings: Settings
-    redis: Any = None  # where analyses are kept (a rescan skips bandit on unchanged files)
+    redis: Any  # where analyses are kept (a rescan skips bandit on unchanged files)
 
     def plan(self, lookup: Lookup | None) -> Plan:
         """Download, walk and plan the scan."""
@@ -399,7 +399,7 @@ class RepoScanSource:
             options=plan_options(settings, self.job.installation_id),
             max_cost_usd=max_cost if settings.model_configured else None,
             lookup=lookup,
-            memo=RedisBlobs(self.redis) if self.redis is not None else None,
+            memo=RedisBlobs(self.redis),
         )
         return tree.plan
 

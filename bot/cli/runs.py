@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -51,25 +51,31 @@ class LocalRun:
 
     cache_dir: Path | None
     state_dir: Path | None = None
+    _pruned: bool = field(default=False, init=False, repr=False)
+
+    def _cache(self) -> Path | None:
+        """The cache directory (None: ``--no-cache``), pruned once per command."""
+        if self.cache_dir is not None and not self._pruned:
+            prune_cache(self.cache_dir)
+            self._pruned = True
+        return self.cache_dir
 
     def stores(
         self,
     ) -> tuple[FileRunStore, FileResultStore | None, tempfile.TemporaryDirectory[str] | None]:
         """The run store, the result store (None: ``--no-cache``) and a scratch dir to drop."""
-        if self.cache_dir is None:
+        cache = self._cache()
+        if cache is None:
             scratch = tempfile.TemporaryDirectory(prefix="secreview-")
             runs = self.state_dir or Path(scratch.name)
             return FileRunStore(runs), None, scratch
-        prune_cache(self.cache_dir)
-        runs = self.state_dir or self.cache_dir / "runs"
-        return FileRunStore(runs), FileResultStore(self.cache_dir / "results"), None
+        runs = self.state_dir or cache / "runs"
+        return FileRunStore(runs), FileResultStore(cache / "results"), None
 
     def memo(self) -> FileBlobs | None:
         """Where analyzer results are kept between runs (None: ``--no-cache``)."""
-        if self.cache_dir is None:
-            return None
-        prune_cache(self.cache_dir)
-        return FileBlobs(self.cache_dir / "analyses")
+        cache = self._cache()
+        return None if cache is None else FileBlobs(cache / "analyses")
 
 
 def lookup_for(results: FileResultStore | None) -> Lookup | None:

@@ -121,12 +121,13 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     )
     if max_cost is not None and max_cost < 0:
         raise UsageError(f"--max-cost must be a dollar amount of at least 0, not {max_cost}")
+    where = cli.local_storage(args)
     if models is None:  # analyzers only: stream the tree, never hold it (bot.scan.offline)
         from bot.review.finalize import finalize
         from bot.scan.offline import analyze_tree
 
         sys.stderr.write(cli.OFFLINE_NOTICE)
-        offline = finalize(analyze_tree(entries, config, cli.local_storage(args).memo()), config)
+        offline = finalize(analyze_tree(entries, config, where.memo()), config)
         code = cli.report_final(offline, args, config)
         if remote:
             _upload(args, offline.result, remote)
@@ -142,7 +143,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
             options=knobs,
             max_cost_usd=None if models is None else max_cost,
             lookup=lookup,
-            memo=cli.local_storage(args).memo(),
+            memo=where.memo(),
         )
         planned.append(tree)
         _announce(args, tree, models is None, max_cost)
@@ -155,7 +156,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         kind="scan",
         settings=settings,
         models=models,
-        where=cli.local_storage(args),
+        where=where,
         progress=None
         if args.quiet
         else cli.progress_printer(sys.stderr, False, files=None, model=settings.model),

@@ -22,7 +22,6 @@ import textwrap
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +71,8 @@ _DECODE = msgspec.json.Decoder(_Stored)
 @functools.cache
 def _versions() -> bytes:
     """What besides the input decides an analysis: the analyzer and the package versions."""
+    from importlib import metadata  # on first use: only a run that analyzes needs it
+
     found = []
     for dist in ("bandit", "secreview"):
         try:
@@ -121,6 +122,30 @@ def _keep(memo: Memo | None, fresh: Mapping[str, _Stored]) -> None:
         memo.put_many({key: _ENCODE.encode(value) for key, value in fresh.items()})
     except Exception:  # the analysis is done; only its reuse is lost
         log.warning("analysis memo unavailable: results not kept", exc_info=True)
+
+
+def _memoized(
+    memo: Memo | None, jobs: Sequence[tuple[str, Callable[[], _Stored]]]
+) -> list[_Stored]:
+    """Each job's analysis, in order: the stored one under its key, else computed once (and
+    kept). Without ``memo`` every job is computed."""
+    stored = _recall(memo, {key for key, _ in jobs})
+    fresh: dict[str, _Stored] = {}
+    out = []
+    for key, compute in jobs:
+        done = stored.get(key) or fresh.get(key)
+        if done is None:
+            done = compute()
+            if memo is not None:
+                fresh[key] = done
+        out.append(done)
+    _keep(memo, fresh)
+    return out
+
+
+def _bandit_stored(path: str, source: bytes) -> _Stored:
+    findings, reason = bandit_file(path, source)
+    return _Stored(tuple(findings), (reason,) if reason else ())
 
 
 def is_python(path: str) -> bool:
@@ -279,7 +304,8 @@ def analyze(
     reported as not analyzed. With ``memo``, a file analyzed before with the same inputs is not
     analyzed again.
     """
-    todo: list[tuple[ChangedFile, set[int], bytes | None, str]] = []
+    paths: list[str] = []
+    jobs: list[tuple[str, Callable[[], _Stored]]] = []
     for file in files:
         if not is_python(file.path) or file.status == "deleted" or file.is_binary:
             continue
@@ -287,21 +313,23 @@ def analyze(
         if not changed:
             continue
         whole = _whole_file(file, read)
-        todo.append((file, changed, whole, memo_key(file, whole) if memo is not None else ""))
-    stored = _recall(memo, {key for *_, key in todo})
-    fresh: dict[str, _Stored] = {}
-    found: list[Finding] = []
-    skipped: list[Skip] = []
-    for file, changed, whole, key in todo:
-        done = stored.get(key) or fresh.get(key)
-        if done is None:
-            results, reasons = _analyze_file(file, changed, whole)
-            done = _Stored(tuple(results), tuple(reasons))
-            if memo is not None:
-                fresh[key] = done
-        found += done.findings
-        skipped += [Skip(file.path, reason) for reason in done.reasons]
-    _keep(memo, fresh)
+        paths.append(file.path)
+        key = memo_key(file, whole) if memo is not None else ""
+        jobs.append((key, functools.partial(_file_stored, file, changed, whole)))
+    return _analysis(paths, _memoized(memo, jobs))
+
+
+def _file_stored(file: ChangedFile, changed: set[int], whole: bytes | None) -> _Stored:
+    results, reasons = _analyze_file(file, changed, whole)
+    return _Stored(tuple(results), tuple(reasons))
+
+
+def _analysis(paths: Sequence[str], done: Sequence[_Stored]) -> Analysis:
+    """The findings and the not-analyzed parts of each path's analysis, in order."""
+    found = [f for d in done for f in d.findings]
+    skipped = [
+        Skip(path, reason) for path, d in zip(paths, done, strict=True) for reason in d.reasons
+    ]
     return Analysis(tuple(found), tuple(skipped))
 
 
@@ -316,27 +344,15 @@ def source_key(path: str, source: bytes) -> str:
 def analyze_sources(sources: Iterable[tuple[str, str]], memo: Memo | None = None) -> Analysis:
     """Bandit over whole files of a scan (``(path, text)``), once each, in process; with
     ``memo``, a file whose path and content were analyzed before is not analyzed again."""
-    todo = [
-        (path, data, source_key(path, data) if memo is not None else "")
-        for path, text in sources
-        if is_python(path)
-        for data in [text.encode("utf-8", errors="replace")]
-    ]
-    stored = _recall(memo, {key for *_, key in todo})
-    fresh: dict[str, _Stored] = {}
-    found: list[Finding] = []
-    skipped: list[Skip] = []
-    for path, data, key in todo:
-        done = stored.get(key) or fresh.get(key)
-        if done is None:
-            findings, reason = bandit_file(path, data)
-            done = _Stored(tuple(findings), (reason,) if reason else ())
-            if memo is not None:
-                fresh[key] = done
-        found += done.findings
-        skipped += [Skip(path, reason) for reason in done.reasons]
-    _keep(memo, fresh)
-    return Analysis(tuple(found), tuple(skipped))
+    paths: list[str] = []
+    jobs: list[tuple[str, Callable[[], _Stored]]] = []
+    for path, text in sources:
+        if is_python(path):
+            data = text.encode("utf-8", errors="replace")
+            paths.append(path)
+            key = source_key(path, data) if memo is not None else ""
+            jobs.append((key, functools.partial(_bandit_stored, path, data)))
+    return _analysis(paths, _memoized(memo, jobs))
 
 
 def bandit_kept(path: str, source: bytes, memo: Memo | None) -> tuple[list[Finding], str | None]:
@@ -344,11 +360,7 @@ def bandit_kept(path: str, source: bytes, memo: Memo | None) -> tuple[list[Findi
     if memo is None:
         return bandit_file(path, source)
     key = source_key(path, source)
-    done = _recall(memo, [key]).get(key)
-    if done is None:
-        findings, reason = bandit_file(path, source)
-        done = _Stored(tuple(findings), (reason,) if reason else ())
-        _keep(memo, {key: done})
+    (done,) = _memoized(memo, [(key, functools.partial(_bandit_stored, path, source))])
     return list(done.findings), (done.reasons[0] if done.reasons else None)
 
 

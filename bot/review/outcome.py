@@ -174,6 +174,7 @@ def assemble(
     models = {p: m for p, m in reviewed_files.items() if m}
     models.update({p: r.model for p, r in reused.items() if r.model})
     reviewed = [p for p in plan.reviewed if p in reviewed_files]
+    narrowed = {s.path for u in plan.units for s in u.segments if s.narrowed}
     if analyzers_only:
         reviewed = list(plan.reviewed)
     return ReviewResult(
@@ -192,11 +193,7 @@ def assemble(
             reused=tuple(Reused(p, r.from_head) for p, r in sorted(reused.items())),
             failed=tuple(Skip(p, why) for p, why in failed_files.items()),
             models=models,
-            narrowed=tuple(
-                p
-                for p in reviewed
-                if any(s.narrowed and s.path == p for u in plan.units for s in u.segments)
-            ),
+            narrowed=tuple(p for p in reviewed if p in narrowed),
         ),
         rejected=tuple(r for o in outcomes if o.unit in answered for r in o.rejected),
         failed_units=tuple(

@@ -153,21 +153,21 @@ class RedisBreaker:
 
     def failure(self, model: str, now: float) -> tuple[int, int]:
         """Record a capacity failure; (failures, successes) within the window."""
-        key = f"{self.PREFIX}fail:{model}"
-        pipe = self.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, int(BREAKER_WINDOW_S), nx=True)
+        pipe = self._counted(f"{self.PREFIX}fail:{model}")
         pipe.get(f"{self.PREFIX}ok:{model}")
         count, _, ok = pipe.execute()
         return int(count), int(ok or 0)
 
     def success(self, model: str, now: float) -> None:
         """Record an accepted request (one INCR; the count expires with the window)."""
-        key = f"{self.PREFIX}ok:{model}"
+        self._counted(f"{self.PREFIX}ok:{model}").execute()
+
+    def _counted(self, key: str) -> Any:
+        """A pipeline that counts one more event under ``key`` (expiring with the window)."""
         pipe = self.redis.pipeline()
         pipe.incr(key)
         pipe.expire(key, int(BREAKER_WINDOW_S), nx=True)
-        pipe.execute()
+        return pipe
 
 
 @dataclass

@@ -834,9 +834,10 @@ def _publish(run: RunState, ctx: Context) -> float | None:
             return None
         retry_after = getattr(exc, "retry_after", None)
         return float(retry_after) if retry_after else policy.backoff(run.publish_attempts)
-    if plan is not None:
-        _store_results(run, ctx, plan, run.final)
-        _store_last(run, ctx, plan, run.final)
+    if plan is not None and ctx.results is not None:
+        outcomes = unit_outcomes(run, plan)
+        _store_results(run, ctx, plan, run.final, outcomes)
+        _store_last(run, ctx, plan, run.final, outcomes)
     if ctx.budget is not None:
         ctx.budget.charge(run.key, Spend(run.usage_by_model(), run.requests).total)
     run.phase = "done"
@@ -844,20 +845,27 @@ def _publish(run: RunState, ctx: Context) -> float | None:
     return None
 
 
-def _store_results(run: RunState, ctx: Context, plan: Plan, final: Final) -> None:
+def _answered_files(plan: Plan, outcomes: Sequence[UnitOutcome]) -> dict[str, str]:
+    """Path → model of each file every unit of which was answered (never a partial one)."""
+    failed = {p for o in outcomes if not o.answered for p in plan.unit(o.unit).paths}
+    models = {p: o.model for o in outcomes if o.answered for p in plan.unit(o.unit).paths}
+    return {p: m for p, m in models.items() if p not in failed}
+
+
+def _store_results(
+    run: RunState, ctx: Context, plan: Plan, final: Final, outcomes: Sequence[UnitOutcome]
+) -> None:
     """Keep each answered file's result for the next push (never a failed or partial one)."""
     if ctx.results is None or not plan.file_keys:
         return
-    outcomes = unit_outcomes(run, plan)
-    failed_paths = {p for o in outcomes if not o.answered for p in plan.unit(o.unit).paths}
-    models = {p: o.model for o in outcomes if o.answered for p in plan.unit(o.unit).paths}
+    models = _answered_files(plan, outcomes)
     found = outcome.findings_by_file(o for o in outcomes if o.answered)
     rejected = outcome.rejected_by_file(o for o in outcomes if o.answered)
     refuted = set(final.refuted)
     head = str(run.identity.get("head_sha") or run.identity.get("label") or run.key)
     items: dict[str, FileResult] = {}
     for path, key in plan.file_keys.items():
-        if path in failed_paths or path not in models:
+        if path not in models:
             continue
         kept = [f for f in found.get(path, []) if f.fingerprint not in refuted]
         items[key] = FileResult(
@@ -870,7 +878,9 @@ def _store_results(run: RunState, ctx: Context, plan: Plan, final: Final) -> Non
     ctx.results.put_many(items)
 
 
-def _store_last(run: RunState, ctx: Context, plan: Plan, final: Final) -> None:
+def _store_last(
+    run: RunState, ctx: Context, plan: Plan, final: Final, outcomes: Sequence[UnitOutcome]
+) -> None:
     """Keep the model's findings (dismissed ones too) for the next review of this change, and
     what it was shown of each file the model answered for (its next review of a changed file
     is narrowed to what changed since: bot.diff.delta)."""
@@ -879,10 +889,9 @@ def _store_last(run: RunState, ctx: Context, plan: Plan, final: Final) -> None:
         return
     mine = [f for f in (*final.result.findings, *final.dismissed) if f.source == "model"]
     ctx.results.put_last(str(scope), outcome.with_unit(mine, None))
-    answered = {p for o in unit_outcomes(run, plan) if o.answered for p in plan.unit(o.unit).paths}
     views: dict[str, tuple[str, ...]] = {}
     room = delta.MAX_VIEW_LINES  # per pull request: a file past it is sent whole next time
-    for path in sorted(answered | set(plan.reused)):
+    for path in sorted(_answered_files(plan, outcomes).keys() | plan.reused.keys()):
         file = plan.files.get(path)
         view = delta.new_side(file) if file is not None else ()
         if view and len(view) <= room:
