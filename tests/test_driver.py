@@ -46,10 +46,13 @@ class World:
     model: EmulatorApp
     rt: driver.Runtime
     steps: list[tuple[str, str, float, str]] = field(default_factory=list)
-    offset: float = 0.0  # how far the world's clock has been moved ahead of real time
+    offset: float = 0.0  # how far the world's clock has been moved ahead of its start
+    start: float = field(default_factory=time.time)
 
     def now(self) -> float:
-        return time.time() + self.offset
+        """The world's clock stands still but for countdowns: a slow machine reaching a poll's
+        due time during a step would otherwise change which steps get scheduled."""
+        return self.start + self.offset
 
     def settle(self, limit: int = 30) -> list[str]:
         """Run every scheduled step (and what it schedules) until nothing is left; a countdown
