@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
 
 CONTEXT = (
     "delivery_id",
@@ -54,26 +53,10 @@ class JsonFormatter(logging.Formatter):
 NOISY = ("httpx", "httpcore", "urllib3", "github", "dotenv", "multipart", "watchfiles")
 
 
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a record is emitted, not to the stream it was
-    when logging was configured (which a caller that swaps standard error may have closed)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
 def configure(level: str, fmt: str = "text") -> None:
     """Root logging on standard error, in ``fmt`` (``text`` or ``json``); chatty libraries
     log warnings only unless ``level`` is DEBUG."""
-    handler = StderrHandler()
+    handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

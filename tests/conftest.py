@@ -29,6 +29,22 @@ def _clean_environment(
     monkeypatch.setenv("SECREVIEW_ENV_FILE", "")
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in a test configures root logging on the standard error pytest captured for
+    that test; the next test gets the handlers there were before, not a stream since closed."""
+    import logging
+
+    def ours(handler: logging.Handler) -> bool:
+        return not type(handler).__module__.startswith("_pytest")
+
+    root = logging.getLogger()
+    handlers, level = [h for h in root.handlers if ours(h)], root.level
+    yield
+    root.handlers[:] = [h for h in root.handlers if not ours(h)] + handlers
+    root.setLevel(level)
+
+
 @pytest.fixture
 def bandit_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths bandit analyzes during the test, in order (it still analyzes them)."""
