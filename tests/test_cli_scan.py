@@ -162,7 +162,8 @@ def test_scan_through_the_emulator(emulator: tuple[EmulatorApp, str], tmp_path: 
     assert SECRET not in sent and "[REDACTED:" in sent  # the secret never left the process
     assert "app/money.py" in sent and "node_modules" not in sent
     err = proc.stderr.decode()
-    assert "planned 6 files in 2 units" in err
+    assert "planned 5 files in 1 unit " in err  # tests/test_money.py is read for secrets only
+    assert {"path": "tests/test_money.py", "reason": "test code"} in report["coverage"]["skipped"]
     assert "units" in err and "so far" in err  # plain progress lines off a terminal
 
 

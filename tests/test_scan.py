@@ -82,6 +82,64 @@ def test_skips_are_listed_with_reasons(tmp_path: Path) -> None:
     assert "app/views.py" in chosen
 
 
+def test_tests_examples_and_docs_are_read_for_secrets_only_unless_included(
+    tmp_path: Path,
+) -> None:
+    """The policy reports no finding there (bar a critical one): a scan does not pay the model
+    for them, still finds their secrets, and reviews them when ``include`` names them."""
+    from bot.review.plan import PlanOptions, plan_tree
+    from bot.scan.offline import analyze_tree
+
+    key = "AKIA" + "Q3EGRH6WZ4MNB7XT"
+    files = {
+        "app/views.py": "import subprocess\n\ndef x(c):\n    subprocess.call(c, shell=True)\n",
+        "tests/test_views.py": f"AWS = '{key}'\nimport pickle\npickle.loads(b'')\n",
+        "src/test/java/AppTest.java": "class AppTest {}\n",
+        "web/app.spec.ts": "it('works', () => {})\n",
+        "examples/demo/run.py": "import os\nos.system('ls')\n",
+        "docs/conf.py": "project = 'x'\n",
+        "docs/guide/setup.txt": "Run it.\n",
+        "LICENSE-MIT": "MIT License\n",
+        "pkg.dist-info/RECORD": "app/views.py,sha256=x,10\n",
+        "requirements.txt": "django==4.2\n",
+        "CMakeLists.txt": "project(x)\n",
+        ".github/ISSUE_TEMPLATE/bug.md": "Describe the bug\n",
+    }
+    root = tree(tmp_path, files)
+    reasons = {s.path: s.reason for s in plan(root).skipped}
+    assert reasons["tests/test_views.py"] == "test code"
+    assert reasons["src/test/java/AppTest.java"] == "test code"
+    assert reasons["web/app.spec.ts"] == "test code"
+    assert reasons["examples/demo/run.py"] == "example code"
+    assert reasons["docs/conf.py"] == "documentation"
+    assert reasons["docs/guide/setup.txt"] == "documentation"
+    assert reasons["LICENSE-MIT"] == "documentation"
+    assert reasons["pkg.dist-info/RECORD"] == "generated file"
+    chosen = {f.path for f in plan(root).files}
+    assert {"app/views.py", "requirements.txt", "CMakeLists.txt"} <= chosen
+    assert ".github/ISSUE_TEMPLATE/bug.md" in chosen  # what agents and people read in the forge
+
+    config = RepoConfig()
+    streamed = analyze_tree(scan.walk_tree(root), config)
+    planned = plan_tree(
+        scan.walk_tree(root),
+        repo=RepoContext(repo="x"),
+        config=config,
+        options=PlanOptions(budget_tokens=4000, model=MODEL),
+    ).plan
+    for result in (streamed.findings, planned.analyzer_findings):
+        where = {(f.path, f.source) for f in result}
+        assert ("tests/test_views.py", "secrets") in where  # still read for secrets
+        assert ("tests/test_views.py", "bandit") not in where  # not analyzed as code
+    assert "tests/test_views.py" not in {p for u in planned.units for p in u.paths}
+
+    named = plan(root, RepoConfig(include=("app/**", "tests/**")))
+    assert "tests/test_views.py" in {f.path for f in named.files}
+    assert {s.path: s.reason for s in named.skipped}["examples/demo/run.py"] == (
+        "not included by config"
+    )
+
+
 def test_gitignore_nested_and_negated_and_symlinks(tmp_path: Path) -> None:
     root = tree(
         tmp_path,
@@ -126,7 +184,7 @@ def test_ranking_puts_handlers_auth_and_workflows_before_helpers_and_tests() -> 
                 None,
             ),
         ],
-        RepoConfig(),
+        RepoConfig(include=("**",)),  # an include that names tests brings them back, ranked low
     )
     order = [f.path for f in files]
     assert order.index("app/auth/login.py") < order.index("app/utils/strings.py")

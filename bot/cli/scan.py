@@ -178,7 +178,7 @@ def _announce(args: argparse.Namespace, tree: Any, offline: bool, max_cost: floa
     reused = f", {len(tree.plan.reused)} unchanged since a scan before" if tree.plan.reused else ""
     _say(
         args,
-        f"planned {tree.files} files in {len(tree.plan.units)} units{reused} "
+        f"planned {_count(tree.files, 'file')} in {_count(len(tree.plan.units), 'unit')}{reused} "
         f"(~{tree.estimated_tokens:,} tokens, ~${tree.estimated_cost_usd:.2f}); {skipped}",
     )
     if tree.over_budget:
@@ -189,6 +189,10 @@ def _announce(args: argparse.Namespace, tree: Any, offline: bool, max_cost: floa
             f"{len(tree.over_budget)} lower-ranked files left out to stay under the "
             f"${max_cost:.2f} cost budget: {shown}{more}",
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _upload(args: argparse.Namespace, result: ReviewResult, remote: list[Any]) -> None:

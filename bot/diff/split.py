@@ -89,6 +89,8 @@ def default_skip_reason(file: ChangedFile) -> str | None:
         return "source map"
     if name.endswith(_GENERATED_SUFFIXES) or name.startswith("zz_generated."):
         return "generated file"
+    if any(p.endswith((".egg-info", ".dist-info")) for p in parts[:-1]):
+        return "generated file"  # package metadata written by the build
     if _has_generated_marker(file):
         return "generated file"
     if _has_vendored_marker(file):

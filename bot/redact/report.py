@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.findings import Finding, Severity
+from bot.paths import is_test
 from bot.redact import rules
 from bot.redact.detector import Detector
-from bot.redact.linear import compile as _rx
 from bot.redact.rules import PRIVATE_KEY
 
 _META: dict[str, Detector] = {}
@@ -16,17 +16,13 @@ _KEY_IMPACT = (
     "commits, or log in wherever the matching public key is trusted"
 )
 EVIDENCE_MAX = 240
-# Test code and fixtures: a credential there is usually test data, but not always (real keys get
-# pasted into fixtures), so it is still reported, a step lower and saying why.
-_TEST_PATH = _rx(
-    r"(?i)(?:^|/)(?:tests?|spec|specs|__tests__|fixtures?|testdata|test_?data|mocks?)(?:/|$)"
-    r"|(?:^|/)test_[^/]*$|_test\.[a-z]+$|\.(?:spec|test)\.[a-z]+$"
-)
 
 
 def is_test_path(path: str) -> bool:
-    """Whether ``path`` is test code or a fixture."""
-    return _TEST_PATH.test(path)
+    """Whether ``path`` is test code or a fixture. A credential there is usually test data, but
+    not always (real keys get pasted into fixtures), so it is still reported, a step lower and
+    saying why."""
+    return is_test(path)
 
 
 def describe(kind: str) -> tuple[str, str, bool, bool]:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from bot.findings import Finding
+from bot.paths import off_target
 
 NO_EVIDENCE = "no evidence cited"
 TESTS_OR_DOCS = "only in tests, examples or documentation"
@@ -22,12 +23,6 @@ NEVER_EXCLUDED = frozenset({"secrets", "injection"})
 # Hard-coded credentials: the policy reports them even in tests and fixtures.
 CREDENTIAL_CWES = frozenset({"CWE-798", "CWE-259", "CWE-321", "CWE-256", "CWE-312"})
 
-_TEST_OR_DOCS = re.compile(
-    r"(^|/)(tests?|spec|specs|__tests__|__mocks__|testdata|fixtures?|examples?|samples?|docs?)"
-    r"(/|$)|(_test|_spec|\.test|\.spec)\.\w+$|(^|/)test_[^/]+$|(^|/)conftest\.py$|"
-    r"\.(md|markdown|rst|adoc|txt)$",
-    re.IGNORECASE,
-)
 _ADVISORY = re.compile(r"\b(CVE-\d{4}-\d{4,}|GHSA(-[0-9a-z]{4}){3})\b", re.IGNORECASE)
 _MISSING = r"\b(missing|absent|lacks?|lacking|lack of|no|without|insufficient)\s+(\S+\s+){0,3}?"
 
@@ -101,8 +96,8 @@ RULES: tuple[Rule, ...] = (
 
 
 def is_test_or_docs(path: str) -> bool:
-    """Test code, fixtures, examples or documentation."""
-    return bool(_TEST_OR_DOCS.search(path))
+    """Test code, fixtures, examples or documentation (:func:`bot.paths.off_target`)."""
+    return off_target(path) is not None
 
 
 def reason(f: Finding) -> str | None:

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 
 from bot.diff import ChangedFile
 from bot.diff.split import LOCKFILES
+from bot.paths import is_prose
 
-_LOW_RISK_SUFFIXES = (
-    ".md",
-    ".rst",
-    ".adoc",
-    ".txt",
+# Media and fonts: nothing a security review can read (SVG, which can carry script, is not here).
+_MEDIA_SUFFIXES = (
     ".png",
     ".jpg",
     ".jpeg",
@@ -32,10 +30,6 @@ _LOW_RISK_SUFFIXES = (
     ".woff2",
     ".ttf",
 )
-_LOW_RISK_NAMES = frozenset({"LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "CODEOWNERS"})
-# Text files that are code or dependency manifests, not prose (SVG, which can carry script,
-# is not on the low-risk list at all).
-_TEXT_BUT_NOT_PROSE = re.compile(r"(requirements|constraints)[^/]*\.txt$|cmakelists\.txt$", re.I)
 _SENSITIVE = re.compile(
     r"(^|/)\.github/workflows/|auth(?!ors?\b)|login|oauth|saml|session|passw|crypt|secret|"
     r"token|cert|permission|(^|/)(docker|container)file([.-][^/]*)?$|\.dockerfile$|"
@@ -59,9 +53,7 @@ class RiskRoute:
 def is_low_risk(path: str) -> bool:
     """Documentation, media, licences and lockfiles: nothing a security review can find."""
     name = path.rsplit("/", 1)[-1]
-    if _TEXT_BUT_NOT_PROSE.search(name):
-        return False
-    return name.lower().endswith(_LOW_RISK_SUFFIXES) or name in _LOW_RISK_NAMES or name in LOCKFILES
+    return is_prose(path) or name.lower().endswith(_MEDIA_SUFFIXES) or name in LOCKFILES
 
 
 def is_sensitive(path: str) -> bool:

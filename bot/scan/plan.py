@@ -23,6 +23,7 @@ from bot.diff.split import (
     is_migration,
 )
 from bot.model import values as llm
+from bot.paths import is_prose, is_test, off_target
 from bot.repo_config import RepoConfig
 from bot.tokens import CHARS_PER_TOKEN
 
@@ -61,7 +62,6 @@ _BINARY_SUFFIXES = (
     ".bz2",
     ".7z",
 )
-_DOC_SUFFIXES = (".md", ".rst", ".adoc")
 _CATALOG_SUFFIXES = (".po", ".pot", ".mo")  # translation catalogs: text for people, not code
 _BUNDLED = b"\n_BUNDLED_METADATA"  # ansible's marker of a bundled upstream package
 
@@ -112,9 +112,6 @@ _CONTENT_SIGNALS = tuple(
         ),
         (b"md5|MD5|sha1(|DES|ECB|random.random|Math.random|verify=False|InsecureSkipVerify", 0, 4),
     )
-)
-_TEST_PATH = re.compile(
-    r"(^|/)(tests?|spec|__tests__|fixtures?)(/|$)|_test\.\w+$|\.spec\.\w+$", re.I
 )
 
 
@@ -181,11 +178,17 @@ def skip_reason(path: str, data: bytes) -> str | None:
         return "lockfile"
     if VENDOR_DIRS.intersection(path.split("/")[:-1]):
         return "vendored"
-    if name.lower().endswith(_DOC_SUFFIXES) and not path.startswith(".github/"):
+    if is_prose(path) and not path.startswith(".github/"):
         return "documentation"
     if name.lower().endswith(_CATALOG_SUFFIXES):
         return "translation catalog"
     return None
+
+
+def _off_target(path: str) -> str | None:
+    """Tests, examples and documentation trees: the policy reports no finding there (bar a
+    critical one), so a scan reads them for secrets only unless ``include`` names them."""
+    return None if path.startswith(".github/") else off_target(path)
 
 
 def _long_line(text: str) -> int | None:
@@ -210,7 +213,7 @@ def score(path: str, data: bytes) -> float:
         text = lower if fold else head
         if any(n in text for n in singles) or any(_has(text, c) for c in combined):
             value += weight
-    if _TEST_PATH.search(path):
+    if is_test(path):
         value *= 0.3
     return float(value)
 
@@ -225,7 +228,9 @@ def _tokens(path: str, text: str) -> int:
 
 
 # secreview:redaction — skip reasons whose files are still text worth reading for secrets.
-SECRET_SCAN_REASONS = frozenset(("documentation", "lockfile", "vendored", "generated file"))
+SECRET_SCAN_REASONS = frozenset(
+    ("documentation", "test code", "example code", "lockfile", "vendored", "generated file")
+)
 SECRET_SCAN_MAX_BYTES = 1_000_000
 
 
@@ -256,6 +261,8 @@ def choose(entries: Iterable[Entry], config: RepoConfig) -> Iterator[tuple[str, 
             reason = "excluded by config"
         if reason is None and include is not None and not include(path):
             reason = "not included by config"
+        if reason is None and rules.default_excludes and include is None:
+            reason = _off_target(path)
         if reason is None and data is not None:
             text = data.decode("utf-8", errors="replace")
             if rules.default_excludes and not is_migration(path):
