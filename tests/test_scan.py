@@ -458,3 +458,36 @@ def test_a_rescan_runs_bandit_only_on_files_whose_content_changed(
         ("app/run.py", "B602"),
         ("app/load.py", "B301"),
     }
+
+
+def test_analysis_reports_progress_and_a_quick_tree_prints_nothing(tmp_path: Path) -> None:
+    import io
+
+    from bot.cli.review import analysis_printer
+    from bot.review.plan import PlanOptions, plan_tree
+    from bot.scan.offline import analyze_tree
+
+    root = tree(tmp_path, {f"app/m{i}.py": f"import os\nos.system('x{i}')\n" for i in range(5)})
+    heard: list[tuple[int, int | None]] = []
+    plan_tree(
+        scan.walk_tree(root),
+        repo=RepoContext(repo="x"),
+        config=RepoConfig(),
+        options=PlanOptions(budget_tokens=4000, model=MODEL),
+        progress=lambda done, total: heard.append((done, total)),
+    )
+    assert heard == [(i, 5) for i in range(1, 6)]
+    heard.clear()
+    analyze_tree(scan.walk_tree(root), RepoConfig(), progress=lambda d, t: heard.append((d, t)))
+    assert heard == [(i, None) for i in range(1, 6)]  # streamed: the total is not known
+
+    now = [0.0]
+    out = io.StringIO()
+    show = analysis_printer(out, False, every_s=5.0, clock=lambda: now[0])
+    assert show is not None and analysis_printer(out, True) is None  # --quiet
+    for done in range(1, 13):
+        now[0] += 1.0
+        show(done, 12)
+    assert out.getvalue() == (
+        "secreview: analyzing: 5 of 12 files done\nsecreview: analyzing: 10 of 12 files done\n"
+    )

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -130,6 +131,31 @@ def progress_printer(
         stream.write(f"\r{line}" if tty else f"{line}\n")
         if tty and done >= total:
             stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def analysis_printer(
+    stream: TextIO,
+    quiet: bool,
+    *,
+    every_s: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[int, int | None], None] | None:
+    """Progress of the analyzers over a tree: a plain line at most every ``every_s`` seconds,
+    none for a tree analyzed sooner than that."""
+    if quiet:
+        return None
+    last = [clock()]
+
+    def show(done: int, total: int | None) -> None:
+        now = clock()
+        if now - last[0] < every_s:
+            return
+        last[0] = now
+        of = f" of {total:,}" if total is not None else ""
+        stream.write(f"secreview: analyzing: {done:,}{of} files done\n")
         stream.flush()
 
     return show

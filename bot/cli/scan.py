@@ -127,7 +127,8 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         from bot.scan.offline import analyze_tree
 
         sys.stderr.write(cli.OFFLINE_NOTICE)
-        offline = finalize(analyze_tree(entries, config, where.memo()), config)
+        ticker = cli.analysis_printer(sys.stderr, args.quiet)
+        offline = finalize(analyze_tree(entries, config, where.memo(), ticker), config)
         code = cli.report_final(offline, args, config)
         if remote:
             _upload(args, offline.result, remote)
@@ -141,16 +142,15 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
             repo=context,
             config=config,
             options=knobs,
-            max_cost_usd=None if models is None else max_cost,
+            max_cost_usd=max_cost,
             lookup=lookup,
             memo=where.memo(),
+            progress=cli.analysis_printer(sys.stderr, args.quiet),
         )
         planned.append(tree)
-        _announce(args, tree, models is None, max_cost)
+        _announce(args, tree, max_cost)
         return tree.plan
 
-    if models is None:
-        sys.stderr.write(cli.OFFLINE_NOTICE)
     final = runs.drive_local(
         make_plan,
         kind="scan",
@@ -169,12 +169,9 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
-def _announce(args: argparse.Namespace, tree: Any, offline: bool, max_cost: float | None) -> None:
+def _announce(args: argparse.Namespace, tree: Any, max_cost: float | None) -> None:
     """One line on what will be reviewed, and what a cost budget leaves out."""
-    skipped = f"{len(tree.plan.skipped)} skipped (listed in the report)"
-    if offline:
-        _say(args, f"analyzing {tree.files} files; {skipped}")
-        return
+    skipped = f"{len(tree.plan.skipped):,} skipped (listed in the report)"
     reused = f", {len(tree.plan.reused)} unchanged since a scan before" if tree.plan.reused else ""
     _say(
         args,

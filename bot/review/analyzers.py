@@ -124,11 +124,16 @@ def _keep(memo: Memo | None, fresh: Mapping[str, _Stored]) -> None:
         log.warning("analysis memo unavailable: results not kept", exc_info=True)
 
 
+Progress = Callable[[int, "int | None"], None]  # (files done, files in all, if known)
+
+
 def _memoized(
-    memo: Memo | None, jobs: Sequence[tuple[str, Callable[[], _Stored]]]
+    memo: Memo | None,
+    jobs: Sequence[tuple[str, Callable[[], _Stored]]],
+    progress: Progress | None = None,
 ) -> list[_Stored]:
     """Each job's analysis, in order: the stored one under its key, else computed once (and
-    kept). Without ``memo`` every job is computed."""
+    kept). Without ``memo`` every job is computed. ``progress`` hears of each job done."""
     stored = _recall(memo, {key for key, _ in jobs})
     fresh: dict[str, _Stored] = {}
     out = []
@@ -139,6 +144,8 @@ def _memoized(
             if memo is not None:
                 fresh[key] = done
         out.append(done)
+        if progress is not None:
+            progress(len(out), len(jobs))
     _keep(memo, fresh)
     return out
 
@@ -341,9 +348,12 @@ def source_key(path: str, source: bytes) -> str:
     return digest.hexdigest()
 
 
-def analyze_sources(sources: Iterable[tuple[str, str]], memo: Memo | None = None) -> Analysis:
+def analyze_sources(
+    sources: Iterable[tuple[str, str]], memo: Memo | None = None, progress: Progress | None = None
+) -> Analysis:
     """Bandit over whole files of a scan (``(path, text)``), once each, in process; with
-    ``memo``, a file whose path and content were analyzed before is not analyzed again."""
+    ``memo``, a file whose path and content were analyzed before is not analyzed again;
+    ``progress`` hears of each Python file done."""
     paths: list[str] = []
     jobs: list[tuple[str, Callable[[], _Stored]]] = []
     for path, text in sources:
@@ -352,7 +362,7 @@ def analyze_sources(sources: Iterable[tuple[str, str]], memo: Memo | None = None
             paths.append(path)
             key = source_key(path, data) if memo is not None else ""
             jobs.append((key, functools.partial(_bandit_stored, path, data)))
-    return _analysis(paths, _memoized(memo, jobs))
+    return _analysis(paths, _memoized(memo, jobs, progress))
 
 
 def bandit_kept(path: str, source: bytes, memo: Memo | None) -> tuple[list[Finding], str | None]:

@@ -462,9 +462,11 @@ def plan_tree(
     max_cost_usd: float | None = None,
     lookup: Lookup | None = None,
     memo: analyzers.Memo | None = None,
+    progress: analyzers.Progress | None = None,
 ) -> TreePlan:
     """Plan a full-repository scan: choose, rank and pack files, run bandit (``memo``: not again
-    on files analyzed before with the same content), plan the units."""
+    on files analyzed before with the same content; ``progress`` hears of each file), plan the
+    units."""
     from bot.scan import plan as scan_plan
 
     chosen = scan_plan.plan_scan(
@@ -474,7 +476,7 @@ def plan_tree(
         model=options.model,
         max_cost_usd=max_cost_usd,
     )
-    analysis = analyzers.analyze_sources(((s.path, s.text) for s in chosen.files), memo)
+    analysis = analyzers.analyze_sources(((s.path, s.text) for s in chosen.files), memo, progress)
     plan = plan_files(
         chosen.changed_files(),
         skipped=[*chosen.skipped, *analysis.skipped],

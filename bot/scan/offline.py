@@ -20,10 +20,14 @@ from bot.scan.plan import Entry, as_changed_file, bundle_dirs, choose, score_tex
 
 
 def analyze_tree(
-    entries: Iterable[Entry], config: RepoConfig, memo: analyzers.Memo | None = None
+    entries: Iterable[Entry],
+    config: RepoConfig,
+    memo: analyzers.Memo | None = None,
+    progress: analyzers.Progress | None = None,
 ) -> ReviewResult:
     """Findings and coverage of an offline scan of ``entries`` (a walker's output); with
-    ``memo``, bandit skips the files it analyzed before with the same content."""
+    ``memo``, bandit skips the files it analyzed before with the same content; ``progress``
+    hears of each file analyzed (the total is unknown while the tree streams)."""
     found: dict[str, list[Finding]] = {}
     ranked: list[tuple[float, str]] = []
     skipped: list[Skip] = []
@@ -39,6 +43,8 @@ def analyze_tree(
         ranked.append((score_text(path, text), path))
         found[path], why = _analyze(path, text, memo)
         skipped += [Skip(path, why)] if why else []
+        if progress is not None:
+            progress(len(ranked), None)
     if config.filter_rules.default_excludes:
         bundles = bundle_dirs(inits)
         for _, p in ranked:
