@@ -18,6 +18,8 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +70,51 @@ def django_diff() -> Path:
     return out
 
 
-def peak(cmd: list[str], cwd: Path) -> float:
-    """Peak RSS in MB of ``cmd`` run in its own process."""
+# What a model scan of a tree would send, with the default settings: planned in the build under
+# test, without a model (planning stops before the first request).
+_MODEL_PLAN = (
+    "import json, sys, time\n"
+    "from pathlib import Path\n"
+    "from bot.config import Settings\n"
+    "from bot.repo_config import RepoConfig\n"
+    "from bot.review.plan import PlanOptions, plan_tree\n"
+    "from bot.review.prompts import RepoContext\n"
+    "from bot.scan import walk\n"
+    "s = Settings.from_env({})\n"
+    "t = time.perf_counter()\n"
+    "tree = plan_tree(walk.walk_tree(Path(sys.argv[1])), repo=RepoContext(repo='x'),\n"
+    "                 config=RepoConfig(), options=PlanOptions(budget_tokens=s.unit_token_budget,\n"
+    "                 model=s.model))\n"
+    "print(json.dumps({'files': tree.files, 'units': len(tree.plan.units),\n"
+    "                  'tokens': tree.estimated_tokens,\n"
+    "                  'cost_usd': round(tree.estimated_cost_usd, 2),\n"
+    "                  'planning_seconds': round(time.perf_counter() - t, 1)}))\n"
+)
+
+
+def model_plan(tree: Path, code: Path) -> dict[str, Any]:
+    """Files, units, tokens and estimated cost of a model scan of ``tree`` (default settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "OPENAI_"))}
     proc = subprocess.run(
-        [sys.executable, "-c", _PEAK, *cmd], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, "-c", _MODEL_PLAN, str(tree)],
+        cwd=code,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def peak(cmd: list[str], cwd: Path) -> float:
+    """Peak RSS in MB of ``cmd`` run in its own process, with an empty cache directory (a first
+    scan: no analysis kept from an earlier run)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "OPENAI_"))}
+    with tempfile.TemporaryDirectory(prefix="real-code-cache-") as cache:
+        env["XDG_CACHE_HOME"] = cache
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK, *cmd], cwd=cwd, env=env, capture_output=True, text=True
+        )
     return float(proc.stdout.split()[0])
 
 
@@ -105,14 +146,18 @@ def run(code: Path, tmp: Path) -> dict[str, Any]:
     for tree in SCANS:
         report = tmp / f"scan_{tree}.json"
         cmd = [*cli, "scan", str(DATA / tree), "--format", "json", "--output", str(report)]
+        started = time.perf_counter()
         rss = peak([*cmd, "--fail-on", "none"], code)
+        seconds = time.perf_counter() - started
         bandit = peak([sys.executable, "-m", "bandit", "-r", str(DATA / tree), "-q", "-f", "json",
                        "-o", str(tmp / "bandit.json")], code)  # fmt: skip
         out[f"scan_{tree}"] = {
             "peak_rss_mb": round(rss),
             "bandit_peak_rss_mb": round(bandit),
             "memory_vs_bandit": round(rss / bandit, 2),
+            "offline_seconds": round(seconds, 1),
             **summary(json.loads(report.read_text())),
+            "model_scan_plan": model_plan(DATA / tree, code),
         }
     return out
 
@@ -124,14 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=Path, default=ROOT, help="the build to run (a checkout)")
     args = parser.parse_args(argv)
     fetch()
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(args.code.resolve(), Path(tmp))
     for name, row in rows.items():
         extra = f", bandit -r {row['bandit_peak_rss_mb']} MB" if "bandit_peak_rss_mb" in row else ""
         print(f"{name}: {row['findings']} findings {row['by_source']}; "
               f"peak {row['peak_rss_mb']} MB{extra}")  # fmt: skip
+        if "model_scan_plan" in row:
+            print(f"  a model scan would plan {row['model_scan_plan']}")
     try:
         previous = json.loads((RESULTS / "real_code.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

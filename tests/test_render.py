@@ -511,3 +511,25 @@ def test_comment_shows_the_command_that_dismisses_it() -> None:
     parsed = parse_command(line)
     assert parsed.verb == "ignore" and parsed.fingerprint == SQLI.fingerprint
     assert f"fingerprint `{SQLI.fingerprint}`" in body and parsed.reason == "test fixture"
+
+
+def test_a_long_skip_list_is_grouped_so_what_follows_stays_in_the_summary() -> None:
+    skipped = [Skip(f"tests/t{i}.py", "test code") for i in range(3000)]
+    skipped += [Skip(f"img/{i}.png", "binary file") for i in range(40)]
+    skipped += [Skip(f"big{i}.js", f"line {i} is longer than 10000 characters") for i in range(45)]
+    failed = (Skip("app/views.py", "unit-1: model_timeout"),)
+    result = ReviewResult(
+        findings=(), coverage=Coverage(skipped=tuple(skipped)), failed_units=failed
+    )
+    text = report_markdown(result)
+    assert "- Skipped: 3085" in text
+    assert "  - test code (3,000): `tests/t0.py`, " in text and "and 2,990 more" in text
+    assert "  - binary file (40): " in text
+    assert "  - 17 more files for 17 other reasons" in text  # 1 + 1 + 28 groups shown
+    assert text.count("`tests/t") == 10
+    assert "app/views.py" in text.split("Failed units")[1]  # after the skips, and not cut off
+    assert len(text) < 20_000
+    short = report_markdown(
+        ReviewResult(findings=(), coverage=Coverage(skipped=tuple(skipped[:3])))
+    )
+    assert "  - `tests/t2.py`: test code" in short  # a short list keeps a line per file

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
 from bot import __version__
+from bot.diff import Skip
 from bot.findings import SEVERITIES, SEVERITY_RANK, Finding, ReviewResult
 from bot.repo_config import RepoConfig
 from bot.report.sarif import cwe_url, report_sarif, sarif_gzip_base64
@@ -360,13 +361,41 @@ def _coverage(result: ReviewResult) -> list[str]:
     out.append(f"- Not reviewed by the model: {len(cov.failed)}")
     out += [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in cov.failed]
     out.append(f"- Skipped: {len(cov.skipped)}")
-    out += [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in cov.skipped]
+    out += _skipped(cov.skipped)
     out.append(f"- Failed units: {len(result.failed_units)}")
     out += [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in result.failed_units]
     counts = rejected_counts(result)
     out.append(f"- Rejected candidate findings: {sum(counts.values())}")
     out += [f"  - {_cell(reason)}: {n}" for reason, n in counts.items()]
     return [*out, ""]
+
+
+SKIPPED_LISTED = 50  # a longer skip list is grouped by reason
+SKIPPED_PER_REASON = 10
+SKIPPED_REASONS = 30
+
+
+def _skipped(skipped: Sequence[Skip]) -> list[str]:
+    """Each skipped file with its reason; a long list (a scan skips thousands) grouped by
+    reason with a few paths each, so what follows it stays within a summary's limit. The JSON
+    and SARIF reports list every file."""
+    if len(skipped) <= SKIPPED_LISTED:
+        return [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in skipped]
+    groups: dict[str, list[str]] = {}
+    for s in skipped:
+        groups.setdefault(s.reason, []).append(s.path)
+    out = []
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    for reason, paths in ranked[:SKIPPED_REASONS]:
+        shown = ", ".join(_code(p) for p in paths[:SKIPPED_PER_REASON])
+        more = len(paths) - SKIPPED_PER_REASON
+        tail = f" and {more:,} more" if more > 0 else ""
+        out.append(f"  - {_cell(reason)} ({len(paths):,}): {shown}{tail}")
+    rest = ranked[SKIPPED_REASONS:]
+    if rest:
+        files = sum(len(paths) for _, paths in rest)
+        out.append(f"  - {files:,} more files for {len(rest):,} other reasons")
+    return [*out, "  - (the JSON report, `--format json`, lists every skipped file)"]
 
 
 def capped(text: str, limit: int = 65_000) -> str:
