@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from bot.redact.linear import compile as _rx
 
-# Directories holding test code and its data (``src/test/java``, ``__mocks__``, ``testdata``).
+# Directories of test code and its data. ``tests/`` anywhere; the singular ``test/`` and
+# ``spec/`` only at the top of the tree or of a Maven source set (``core/src/test/java``): deeper
+# down they name library code as often as not (``django/test/``, Ansible's ``plugins/test/``),
+# and taking library code for tests would leave it unreviewed.
 _TEST_DIR = _rx(
-    r"(?i)(^|/)([a-z0-9]+[_-])*(tests?|specs?)/|"
-    r"(^|/)(__tests__|__mocks__|__snapshots__|mocks?|testdata|test_?data|fixtures?|e2e)/"
+    r"(?i)(^|/)([a-z0-9]+[_-])*tests/|(^|/)[a-z0-9]+[_-]test/|^(test|specs?)/|(^|/)src/test/|"
+    r"(^|/)(__tests__|__mocks__|__snapshots__|mocks|testdata|test_?data|fixtures?|e2e)/"
 )
-# Test files by name: test_x.py, x_test.go, x.spec.ts, x.test.js, x_spec.rb, conftest.py.
-_TEST_FILE = _rx(r"(?i)(^|/)test_[^/]*$|_(test|spec)\.\w+$|\.(spec|test)\.\w+$|(^|/)conftest\.py$")
+# Test files by name: test_x.py, x_test.go, x.spec.ts, x.test.js, x_spec.rb, conftest.py
+# (not arg_spec.py: outside Ruby, ``_spec`` names specifications).
+_TEST_FILE = _rx(
+    r"(?i)(^|/)test_[^/]*$|_test\.\w+$|_spec\.rb$|\.(spec|test)\.\w+$|(^|/)conftest\.py$"
+)
 _EXAMPLE_DIR = _rx(r"(?i)(^|/)(examples?|samples?)/")
 _DOCS_DIR = _rx(r"(?i)(^|/)(docs?|documentation)/")
 

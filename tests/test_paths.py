@@ -35,7 +35,14 @@ from bot.review.risk import is_low_risk
         ("LICENSE.python", "documentation"),
         ("COPYING.LESSER", "documentation"),
         ("PKG-INFO", "documentation"),
+        ("test/units/modules/test_copy.py", "test code"),
+        ("core/src/test/java/com/x/AppTest.java", "test code"),
+        ("unit_test/runner.c", "test code"),
         ("app/views.py", None),
+        ("django/test/client.py", None),  # library code for testing: it ships
+        ("lib/ansible/plugins/test/core.py", None),  # Jinja2 test plugins
+        ("lib/ansible/module_utils/common/arg_spec.py", None),  # a specification, not RSpec
+        ("api/spec/openapi.py", None),
         ("app/latest/views.py", None),  # "test" inside a word is not a test directory
         ("app/contest/views.py", None),
         ("app/testing_utils.py", None),
