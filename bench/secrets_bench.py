@@ -140,11 +140,14 @@ def _run_tool(
     command: str, corpus: Corpus, repo: Path, diff: Path, work: Path, url: str, emu: Any
 ) -> dict[str, Any]:
     """Run ``review`` or ``scan`` once per format; score the JSON, check every output."""
-    env = _env(url)
+    # A cache of its own: the first run of each tool always sends its units to the model (the
+    # runs after it reuse their results, as a user's re-runs would).
+    env = {**_env(url), "XDG_CACHE_HOME": str(work / f"cache-{command}")}
     forbidden = _forbidden(corpus)
     outputs: dict[str, str] = {}
     seconds = 0.0
     before = len(emu.state.leaks)
+    sent_before = sum(1 for r in emu.state.requests if r.kind in ("run", "submit"))
     for fmt in FORMATS:
         out = work / f"{command}.{fmt}"
         if command == "review":
@@ -160,7 +163,8 @@ def _run_tool(
     return {
         "seconds_per_run": round(seconds / len(FORMATS), 2),
         **_score(report["findings"], corpus, scan=command == "scan"),
-        "model_requests": sum(1 for r in emu.state.requests if r.kind in ("run", "submit")),
+        "model_requests": sum(1 for r in emu.state.requests if r.kind in ("run", "submit"))
+        - sent_before,
         "values_reaching_model": len({name.split("#")[0] for _, name in leaks}),
         "values_in_outputs": _leaks_in(outputs, forbidden),
         "allowed_count_in_report": _allowed_count(report),
