@@ -4,8 +4,10 @@ They mirror prompts/policy.md.j2's "What NOT to report": resource exhaustion, mi
 limiting, missing hardening headers alone, outdated dependencies without a named advisory, log
 spoofing, missing logging, code-quality classes, findings only in tests, examples or
 documentation, and findings that cite no evidence. Critical findings are never dropped by class
-(the policy's "unless ... clearly severe"); hard-coded credentials are reported even in tests; the
-secrets and injection analyzers are never excluded.
+(the policy's "unless ... clearly severe"); hard-coded credentials are reported even in tests, by
+the secrets scanner (which tells test values from keys) and the model, not by bandit's password
+rules, which flag every test password (a scan does not run bandit there at all); the secrets and
+injection analyzers are never excluded.
 """
 
 from __future__ import annotations
@@ -111,6 +113,6 @@ def reason(f: Finding) -> str | None:
     for rule in RULES:
         if rule.matches(f):
             return rule.reason
-    if is_test_or_docs(f.path) and f.cwe not in CREDENTIAL_CWES:
-        return TESTS_OR_DOCS
+    if is_test_or_docs(f.path) and (f.cwe not in CREDENTIAL_CWES or f.source == "bandit"):
+        return TESTS_OR_DOCS  # credentials there: the secrets scanner's and the model's to report
     return None
