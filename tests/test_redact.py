@@ -634,3 +634,29 @@ def test_planted_secrets_never_survive(case: tuple[str, list[str], int]) -> None
     assert len(result.hits) >= planted  # one hit per one-line secret and per key block
     files, _ = redact_files([make_file([("add", ln) for ln in text.split("\n")])])
     assert not any(secret in repr(files) for secret in secrets)
+
+
+@pytest.mark.parametrize(
+    ("path", "generic", "severity"),
+    [
+        ("app/settings.py", True, "high"),
+        ("docs/config.rst", True, "low"),  # flask's docs show made-up SECRET_KEYs
+        ("examples/app/settings.py", True, "low"),
+        ("README.md", True, "low"),
+        ("tests/settings.py", True, "low"),  # test code, as before
+        ("app/settings.py", False, "critical"),
+        ("docs/deploy.md", False, "critical"),  # a provider-format key pasted in docs is real
+        ("tests/settings.py", False, "medium"),
+    ],
+)
+def test_documentation_and_examples_report_name_only_secrets_lower(
+    path: str, generic: bool, severity: str
+) -> None:
+    if generic:
+        value, line = sv.password(random.Random(3), 32), "SECRET_KEY = '{}'\n"
+    else:
+        value, line = sv.token("stripe-live", 3), "STRIPE = '{}'\n"
+    (got,) = scan_text(path, line.format(value))
+    assert got.severity == severity
+    if severity == "low" and not path.startswith("tests/"):
+        assert "documentation or example code" in got.description

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.findings import Finding, Severity
-from bot.paths import is_test
+from bot.paths import is_test, off_target
 from bot.redact import rules
 from bot.redact.detector import Detector
 from bot.redact.rules import PRIVATE_KEY
@@ -117,6 +117,9 @@ def finding(path: str, line: int, kind: str, evidence_text: str) -> Finding:
         return _pr_finding(path, line, kind, evidence_text)
     label, impact, critical, generic = describe(kind)
     fixture = is_test_path(path)
+    # Documentation and examples show made-up keys far more often than real ones: a value known
+    # only by its name and randomness is reported lower there. A provider-format key is not.
+    illustration = generic and not fixture and off_target(path) is not None
     caveat = (
         " It was recognised by its name and randomness (a high-entropy literal assigned to a "
         "secret-looking name), not by a provider format, so check it is not test data."
@@ -128,10 +131,17 @@ def finding(path: str, line: int, kind: str, evidence_text: str) -> Finding:
             " It sits in test code or a fixture, so it is reported a step lower: if it is only "
             "test data, replace it with an obvious placeholder; if it is real, rotate it."
         )
+    if illustration:
+        caveat += (
+            " It sits in documentation or example code, where such values are usually "
+            "illustrations, so it is reported lower: if it is an example, replace it with an "
+            "obvious placeholder; if it is real, rotate it."
+        )
+    lowered = fixture or illustration
     return Finding(
         path=path,
         line=line,
-        severity=_severity(critical, fixture),
+        severity=_severity(critical, lowered),
         cwe="CWE-798",
         title=f"Hard-coded {label}",
         description=(
@@ -146,7 +156,7 @@ def finding(path: str, line: int, kind: str, evidence_text: str) -> Finding:
             f"can {impact}."
         ),
         recommendation=_recommendation(kind, label),
-        confidence=(0.5 if generic else 0.7) if fixture else (0.7 if generic else 0.9),
+        confidence=(0.5 if generic else 0.7) if lowered else (0.7 if generic else 0.9),
         evidence=evidence_text,
         source="secrets",
     )
