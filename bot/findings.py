@@ -442,30 +442,68 @@ def _order(f: Finding) -> tuple[int, str, int, str, str]:
     return (-SEVERITY_RANK[f.severity], f.path, f.line, f.cwe, f.fingerprint)
 
 
+# Child weaknesses that name the same flaw as their parent, for telling whether two findings at
+# one place are one: bandit's B308 calls a ``mark_safe`` call CWE-79 and its B703 calls the same
+# call CWE-80; a model may say CWE-77 where bandit says CWE-78. Each finding keeps its own CWE.
+_CWE_FAMILY = {
+    "CWE-80": "CWE-79",
+    "CWE-83": "CWE-79",
+    "CWE-87": "CWE-79",
+    "CWE-564": "CWE-89",
+    "CWE-77": "CWE-78",
+    "CWE-95": "CWE-94",
+    "CWE-23": "CWE-22",
+    "CWE-36": "CWE-22",
+}
+
+
+def cwe_family(cwe: str) -> str:
+    """``cwe`` normalized, or its parent when it is a child that names the same flaw."""
+    c = cwe.strip().upper()
+    return _CWE_FAMILY.get(c, c)
+
+
 def dedupe(findings: Iterable[Finding]) -> list[Finding]:
     """One finding per place, stably sorted; every distinct place keeps its own finding.
 
-    An analyzer finding on a line the model reports with the same CWE becomes corroboration of
-    the model's finding (whose explanation is kept). Findings with the same CWE, path,
-    evidence and line are one (the most severe, then the most confident); the same evidence
-    on other lines gets its occurrence ordinal in its fingerprint (:func:`fingerprint`).
+    An analyzer finding on a line the model reports with the same CWE (or one of its family)
+    becomes corroboration of the model's finding (whose explanation is kept). Findings with the
+    same CWE family, path, evidence and line are one (the most severe, then the most confident;
+    another rule's finding there is named as corroboration); the same evidence on other lines
+    gets its occurrence ordinal in its fingerprint (:func:`fingerprint`).
     """
     merged = _corroborate(list(findings))
     groups: dict[tuple[str, str, str], dict[int, Finding]] = {}
     for f in merged:
-        key = (f.cwe.strip().upper(), f.path, normalize_evidence(f.evidence))
+        key = (cwe_family(f.cwe), f.path, normalize_evidence(f.evidence))
         places = groups.setdefault(key, {})
         kept = places.get(f.line)
-        if kept is None or _preference(f) < _preference(kept):
+        if kept is None:
             places[f.line] = f
+        elif _preference(f) < _preference(kept):
+            places[f.line] = _also_found(f, kept)
+        else:
+            places[f.line] = _also_found(kept, f)
     out = []
-    for (cwe, path, _), places in groups.items():
+    for (_, path, _), places in groups.items():
         for k, line in enumerate(sorted(places)):
             f = places[line]
             if k or not f.fingerprint:
-                f = dataclasses.replace(f, fingerprint=fingerprint(cwe, path, f.evidence, k))
+                own = f.cwe.strip().upper()
+                f = dataclasses.replace(f, fingerprint=fingerprint(own, path, f.evidence, k))
             out.append(f)
     return sorted(out, key=_order)
+
+
+def _also_found(kept: Finding, other: Finding) -> Finding:
+    """``kept``, naming ``other`` (the same flaw at the same place) as corroboration when another
+    analyzer rule found it."""
+    if other.source == "model" or (other.source, other.rule) == (kept.source, kept.rule):
+        return kept
+    name = f"{other.source} {other.rule}" if other.rule else other.source
+    if name in kept.corroborated_by:
+        return kept
+    return dataclasses.replace(kept, corroborated_by=(*kept.corroborated_by, name))
 
 
 def _corroborate(findings: list[Finding]) -> list[Finding]:
@@ -473,7 +511,7 @@ def _corroborate(findings: list[Finding]) -> list[Finding]:
     model: dict[tuple[str, str], list[int]] = {}
     for i, f in enumerate(findings):
         if f.source == "model":
-            model.setdefault((f.path, f.cwe.strip().upper()), []).append(i)
+            model.setdefault((f.path, cwe_family(f.cwe)), []).append(i)
     if not model:
         return findings
     out = list(findings)
@@ -481,7 +519,7 @@ def _corroborate(findings: list[Finding]) -> list[Finding]:
     for i, f in enumerate(findings):
         if f.source not in _CORROBORATING:
             continue
-        for j in model.get((f.path, f.cwe.strip().upper()), ()):
+        for j in model.get((f.path, cwe_family(f.cwe)), ()):
             m = out[j]
             if (m.start_line or m.line) <= f.line <= m.line:
                 out[j] = _with_corroboration(m, f)

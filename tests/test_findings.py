@@ -482,6 +482,27 @@ def test_fingerprints_survive_a_line_shift() -> None:
     assert [f.fingerprint for f in before] == [f.fingerprint for f in after]
 
 
+def test_two_rules_naming_one_flaw_at_one_place_are_one_finding() -> None:
+    """bandit's B308 calls a mark_safe call CWE-79, its B703 CWE-80 (Django 5.0: 52 such pairs)."""
+    b308 = finding(source="bandit", rule="B308", cwe="CWE-79", evidence="return mark_safe(",
+                   fingerprint="fp-308", confidence=0.9)  # fmt: skip
+    b703 = finding(source="bandit", rule="B703", cwe="CWE-80", evidence="return mark_safe(",
+                   fingerprint="fp-703", confidence=0.6)  # fmt: skip
+    (one,) = dedupe([b703, b308])
+    assert (one.rule, one.cwe, one.fingerprint) == ("B308", "CWE-79", "fp-308")
+    assert one.corroborated_by == ("bandit B703",)
+    # Another line, another CWE outside the family, or the same rule twice: still apart.
+    assert len(dedupe([b308, dataclasses.replace(b703, line=2)])) == 2
+    assert len(dedupe([b308, dataclasses.replace(b703, cwe="CWE-89")])) == 2
+    twice = dedupe([b308, dataclasses.replace(b308, confidence=0.1)])
+    assert len(twice) == 1 and twice[0].corroborated_by == ()
+    # A model's CWE-77 is corroborated by bandit's CWE-78 on its lines.
+    model = finding(source="model", cwe="CWE-77", line=3, start_line=1, evidence="os.system(c)")
+    shell = finding(source="bandit", rule="B605", cwe="CWE-78", line=2, evidence="os.system(c)")
+    (merged,) = dedupe([model, shell])
+    assert merged.source == "model" and merged.corroborated_by == ("bandit B605",)
+
+
 def test_dedupe_sorts_by_severity_then_path_then_line() -> None:
     kept = dedupe(
         [
