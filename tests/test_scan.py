@@ -38,6 +38,16 @@ def tree(tmp_path: Path, files: dict[str, bytes | str]) -> Path:
     return tmp_path
 
 
+def tree_plan(root: Path, **kw: Any) -> Any:
+    """A model scan's plan of ``root`` with the default config (bot.review.plan.plan_tree)."""
+    from bot.review.plan import PlanOptions, plan_tree
+
+    options = PlanOptions(budget_tokens=4000, model=MODEL)
+    return plan_tree(
+        scan.walk_tree(root), repo=RepoContext(repo="x"), config=RepoConfig(), options=options, **kw
+    )
+
+
 def plan(
     root: Path, config: RepoConfig | None = None, budget: int = 4000, max_cost: float | None = None
 ) -> scan.ScanPlan:
@@ -87,7 +97,6 @@ def test_tests_examples_and_docs_are_read_for_secrets_only_unless_included(
 ) -> None:
     """The policy reports no finding there (bar a critical one): a scan does not pay the model
     for them, still finds their secrets, and reviews them when ``include`` names them."""
-    from bot.review.plan import PlanOptions, plan_tree
     from bot.scan.offline import analyze_tree
 
     key = "AKIA" + "Q3EGRH6WZ4MNB7XT"
@@ -106,27 +115,24 @@ def test_tests_examples_and_docs_are_read_for_secrets_only_unless_included(
         ".github/ISSUE_TEMPLATE/bug.md": "Describe the bug\n",
     }
     root = tree(tmp_path, files)
+    expected = {
+        "tests/test_views.py": "test code",
+        "src/test/java/AppTest.java": "test code",
+        "web/app.spec.ts": "test code",
+        "examples/demo/run.py": "example code",
+        "docs/conf.py": "documentation",
+        "docs/guide/setup.txt": "documentation",
+        "LICENSE-MIT": "documentation",
+        "pkg.dist-info/RECORD": "generated file",
+    }
     reasons = {s.path: s.reason for s in plan(root).skipped}
-    assert reasons["tests/test_views.py"] == "test code"
-    assert reasons["src/test/java/AppTest.java"] == "test code"
-    assert reasons["web/app.spec.ts"] == "test code"
-    assert reasons["examples/demo/run.py"] == "example code"
-    assert reasons["docs/conf.py"] == "documentation"
-    assert reasons["docs/guide/setup.txt"] == "documentation"
-    assert reasons["LICENSE-MIT"] == "documentation"
-    assert reasons["pkg.dist-info/RECORD"] == "generated file"
+    assert {path: reasons.get(path) for path in expected} == expected
     chosen = {f.path for f in plan(root).files}
     assert {"app/views.py", "requirements.txt", "CMakeLists.txt"} <= chosen
     assert ".github/ISSUE_TEMPLATE/bug.md" in chosen  # what agents and people read in the forge
 
-    config = RepoConfig()
-    streamed = analyze_tree(scan.walk_tree(root), config)
-    planned = plan_tree(
-        scan.walk_tree(root),
-        repo=RepoContext(repo="x"),
-        config=config,
-        options=PlanOptions(budget_tokens=4000, model=MODEL),
-    ).plan
+    streamed = analyze_tree(scan.walk_tree(root), RepoConfig())
+    planned = tree_plan(root).plan
     for result in (streamed.findings, planned.analyzer_findings):
         where = {(f.path, f.source) for f in result}
         assert ("tests/test_views.py", "secrets") in where  # still read for secrets
@@ -384,8 +390,6 @@ def test_a_batch_refused_for_capacity_is_retried_not_lost(
 
 def test_an_offline_scan_streams_to_the_same_findings_as_the_planned_one(tmp_path: Path) -> None:
     from bot.review import outcome as outcomes
-    from bot.review.plan import PlanOptions, plan_tree
-    from bot.review.prompts import RepoContext
     from bot.scan.offline import analyze_tree
 
     root = tree(
@@ -399,14 +403,8 @@ def test_an_offline_scan_streams_to_the_same_findings_as_the_planned_one(tmp_pat
             "vendor/lib.py": "import os\n",
         },
     )
-    config = RepoConfig()
-    streamed = analyze_tree(scan.walk_tree(root), config)
-    review = plan_tree(
-        scan.walk_tree(root),
-        repo=RepoContext(repo="x"),
-        config=config,
-        options=PlanOptions(budget_tokens=4000, model=MODEL),
-    ).plan
+    streamed = analyze_tree(scan.walk_tree(root), RepoConfig())
+    review = tree_plan(root).plan
     expected = outcomes.assemble(review, [], model=None, analyzers_only=True)
     key = lambda f: (f.path, f.line, f.cwe, f.fingerprint)  # noqa: E731
     assert sorted(map(key, streamed.findings)) == sorted(map(key, expected.findings))
@@ -464,18 +462,11 @@ def test_analysis_reports_progress_and_a_quick_tree_prints_nothing(tmp_path: Pat
     import io
 
     from bot.cli.review import analysis_printer
-    from bot.review.plan import PlanOptions, plan_tree
     from bot.scan.offline import analyze_tree
 
     root = tree(tmp_path, {f"app/m{i}.py": f"import os\nos.system('x{i}')\n" for i in range(5)})
     heard: list[tuple[int, int | None]] = []
-    plan_tree(
-        scan.walk_tree(root),
-        repo=RepoContext(repo="x"),
-        config=RepoConfig(),
-        options=PlanOptions(budget_tokens=4000, model=MODEL),
-        progress=lambda done, total: heard.append((done, total)),
-    )
+    tree_plan(root, progress=lambda done, total: heard.append((done, total)))
     assert heard == [(i, 5) for i in range(1, 6)]
     heard.clear()
     analyze_tree(scan.walk_tree(root), RepoConfig(), progress=lambda d, t: heard.append((d, t)))
