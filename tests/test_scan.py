@@ -144,6 +144,38 @@ def test_tests_examples_and_docs_are_read_for_secrets_only_unless_included(
     assert {s.path: s.reason for s in named.skipped}["examples/demo/run.py"] == (
         "not included by config"
     )
+    # A wildcard that merely reaches tests does not name them: src/** keeps Maven's src/test out.
+    broad = plan(root, RepoConfig(include=("src/**", "**/*.py")))
+    broad_reasons = {s.path: s.reason for s in broad.skipped}
+    assert broad_reasons["src/test/java/AppTest.java"] == "test code"
+    assert broad_reasons["tests/test_views.py"] == "test code"
+    assert "app/views.py" in {f.path for f in broad.files}
+
+
+@pytest.mark.parametrize(
+    ("glob", "names"),
+    [
+        ("tests/**", True),
+        ("tests", True),
+        ("/tests/", True),
+        ("**/tests/**", True),
+        ("**/test_*.py", True),
+        ("core/src/test/**", True),
+        ("examples/**", True),
+        ("docs/**", True),
+        ("**", False),
+        ("src/**", False),
+        ("**/*.py", False),
+        ("app/[a-z]*/views.py", False),
+        ("!tests/**", False),  # a negation names what to leave out
+        ("", False),
+        ("[" * 50_000, False),
+    ],
+)
+def test_which_include_globs_name_tests_examples_or_docs(glob: str, names: bool) -> None:
+    from bot.scan.plan import names_off_target
+
+    assert names_off_target(glob) is names
 
 
 def test_gitignore_nested_and_negated_and_symlinks(tmp_path: Path) -> None:
@@ -190,7 +222,7 @@ def test_ranking_puts_handlers_auth_and_workflows_before_helpers_and_tests() -> 
                 None,
             ),
         ],
-        RepoConfig(include=("**",)),  # an include that names tests brings them back, ranked low
+        RepoConfig(include=("**", "tests/**")),  # naming tests brings them back, ranked low
     )
     order = [f.path for f in files]
     assert order.index("app/auth/login.py") < order.index("app/utils/strings.py")

@@ -24,6 +24,7 @@ from bot.diff.split import (
 )
 from bot.model import values as llm
 from bot.paths import is_prose, is_test, off_target
+from bot.redact import linear
 from bot.repo_config import RepoConfig
 from bot.tokens import CHARS_PER_TOKEN
 
@@ -191,6 +192,20 @@ def _off_target(path: str) -> str | None:
     return None if path.startswith(".github/") else off_target(path)
 
 
+_WILDCARDS = linear.compile(r"\*\*|\*|\?|\[[^\]/]*\]")  # config text: RE2, linear time
+
+
+def names_off_target(pattern: str) -> bool:
+    """Whether an ``include`` glob itself names tests, examples or documentation
+    (``tests/**``, ``**/test_*.py``, ``core/src/test/**``), rather than reaching them through a
+    wildcard (``src/**``, ``**/*.py``): only such a glob brings those files back into a scan."""
+    body = pattern.strip()
+    if not body or body.startswith("!"):
+        return False
+    probe = _WILDCARDS.sub("x", body.lstrip("/"))
+    return bool(off_target(probe) or off_target(probe.rstrip("/") + "/x"))
+
+
 def _long_line(text: str) -> int | None:
     """The number of the first line longer than MAX_LINE_CHARS, or None (one linear pass)."""
     start, number = 0, 1
@@ -254,6 +269,7 @@ def choose(entries: Iterable[Entry], config: RepoConfig) -> Iterator[tuple[str, 
     rules = config.filter_rules
     include = compile_globs(tuple(rules.include)) if rules.include else None
     exclude = compile_globs(tuple(rules.exclude))
+    named = compile_globs(tuple(p for p in rules.include if names_off_target(p)))
     for path, data, reason in entries:
         if reason is None and data is not None:
             reason = skip_reason(path, data)
@@ -261,7 +277,7 @@ def choose(entries: Iterable[Entry], config: RepoConfig) -> Iterator[tuple[str, 
             reason = "excluded by config"
         if reason is None and include is not None and not include(path):
             reason = "not included by config"
-        if reason is None and rules.default_excludes and include is None:
+        if reason is None and rules.default_excludes and not named(path):
             reason = _off_target(path)
         if reason is None and data is not None:
             text = data.decode("utf-8", errors="replace")
