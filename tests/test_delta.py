@@ -11,6 +11,7 @@ from bot.findings import Finding
 from bot.repo_config import RepoConfig
 from bot.review import continuity
 from bot.review.finalize import verification_candidates
+from tests.test_findings import finding
 
 MODULE = [
     "import subprocess",
@@ -145,15 +146,12 @@ def test_hostile_sides_stay_bounded_and_err_on_the_side_of_sending() -> None:
 
 
 def _finding(fp: str, line: int, evidence: str) -> Finding:
-    return Finding(
+    return finding(
         path="jobs.py",
         line=line,
         severity="high",
         cwe="CWE-78",
         title="OS command injection",
-        description="d",
-        exploit_scenario="e",
-        recommendation="r",
         confidence=0.9,
         evidence=evidence,
         fingerprint=fp,

@@ -122,12 +122,12 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     if max_cost is not None and max_cost < 0:
         raise UsageError(f"--max-cost must be a dollar amount of at least 0, not {max_cost}")
     where = cli.local_storage(args)
+    ticker = cli.analysis_printer(sys.stderr, args.quiet)
     if models is None:  # analyzers only: stream the tree, never hold it (bot.scan.offline)
         from bot.review.finalize import finalize
         from bot.scan.offline import analyze_tree
 
         sys.stderr.write(cli.OFFLINE_NOTICE)
-        ticker = cli.analysis_printer(sys.stderr, args.quiet)
         offline = finalize(analyze_tree(entries, config, where.memo(), ticker), config)
         code = cli.report_final(offline, args, config)
         if remote:
@@ -145,7 +145,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
             max_cost_usd=max_cost,
             lookup=lookup,
             memo=where.memo(),
-            progress=cli.analysis_printer(sys.stderr, args.quiet),
+            progress=ticker,
         )
         planned.append(tree)
         _announce(args, tree, max_cost)

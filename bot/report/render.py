@@ -378,7 +378,7 @@ SKIPPED_REASONS = 30
 def _skipped(skipped: Sequence[Skip]) -> list[str]:
     """Each skipped file with its reason; a long list (a scan skips thousands) grouped by
     reason with a few paths each, so what follows it stays within a summary's limit. The JSON
-    and SARIF reports list every file."""
+    report lists every file."""
     if len(skipped) <= SKIPPED_LISTED:
         return [f"  - {_code(s.path)}: {_cell(s.reason)}" for s in skipped]
     groups: dict[str, list[str]] = {}

@@ -836,8 +836,9 @@ def _publish(run: RunState, ctx: Context) -> float | None:
         return float(retry_after) if retry_after else policy.backoff(run.publish_attempts)
     if plan is not None and ctx.results is not None:
         outcomes = unit_outcomes(run, plan)
-        _store_results(run, ctx, plan, run.final, outcomes)
-        _store_last(run, ctx, plan, run.final, outcomes)
+        answered = _answered_files(plan, outcomes)
+        _store_results(run, ctx, plan, run.final, outcomes, answered)
+        _store_last(run, ctx, plan, run.final, answered)
     if ctx.budget is not None:
         ctx.budget.charge(run.key, Spend(run.usage_by_model(), run.requests).total)
     run.phase = "done"
@@ -853,12 +854,17 @@ def _answered_files(plan: Plan, outcomes: Sequence[UnitOutcome]) -> dict[str, st
 
 
 def _store_results(
-    run: RunState, ctx: Context, plan: Plan, final: Final, outcomes: Sequence[UnitOutcome]
+    run: RunState,
+    ctx: Context,
+    plan: Plan,
+    final: Final,
+    outcomes: Sequence[UnitOutcome],
+    models: Mapping[str, str],
 ) -> None:
-    """Keep each answered file's result for the next push (never a failed or partial one)."""
+    """Keep each answered file's result for the next push (never a failed or partial one);
+    ``models``: the answered files (:func:`_answered_files`)."""
     if ctx.results is None or not plan.file_keys:
         return
-    models = _answered_files(plan, outcomes)
     found = outcome.findings_by_file(o for o in outcomes if o.answered)
     rejected = outcome.rejected_by_file(o for o in outcomes if o.answered)
     refuted = set(final.refuted)
@@ -879,7 +885,7 @@ def _store_results(
 
 
 def _store_last(
-    run: RunState, ctx: Context, plan: Plan, final: Final, outcomes: Sequence[UnitOutcome]
+    run: RunState, ctx: Context, plan: Plan, final: Final, answered: Mapping[str, str]
 ) -> None:
     """Keep the model's findings (dismissed ones too) for the next review of this change, and
     what it was shown of each file the model answered for (its next review of a changed file
@@ -891,7 +897,7 @@ def _store_last(
     ctx.results.put_last(str(scope), outcome.with_unit(mine, None))
     views: dict[str, tuple[str, ...]] = {}
     room = delta.MAX_VIEW_LINES  # per pull request: a file past it is sent whole next time
-    for path in sorted(_answered_files(plan, outcomes).keys() | plan.reused.keys()):
+    for path in sorted(answered.keys() | plan.reused.keys()):
         file = plan.files.get(path)
         view = delta.new_side(file) if file is not None else ()
         if view and len(view) <= room:
